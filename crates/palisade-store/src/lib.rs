@@ -1,0 +1,164 @@
+//! Palisade's storage: one [`Store`] trait, one implementation per database.
+//!
+//! The server holds an `Arc<dyn Store>` and never sees SQL. SQLite (the
+//! default, one file in the data dir) and PostgreSQL (for several nodes) each
+//! have a module and their own migrations; the conformance suite in `tests/`
+//! runs unchanged against both.
+
+mod error;
+pub mod model;
+mod postgres;
+mod rows;
+mod sql;
+mod sql_store;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Everything Palisade persists. All methods are safe to call concurrently.
+///
+/// Reads take a [`Scope`] (or a filter holding one) so that visibility rules
+/// are part of the query: a row the caller may not see is indistinguishable
+/// from one that does not exist.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for logs and diagnostics.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations of this backend.
+    async fn migrate(&self) -> Result<()>;
+
+    // Users and tokens.
+
+    /// Fails with [`StoreError::Conflict`] when the username is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<User>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
+    async fn count_users(&self) -> Result<i64>;
+    async fn set_user_active(&self, user_id: i64, active: bool) -> Result<()>;
+    async fn insert_token(&self, user_id: i64, token: &NewToken) -> Result<StoredToken>;
+    /// The token with this lookup prefix and its owner. Expiry and the hash
+    /// comparison are the caller's to check.
+    async fn token_by_prefix(&self, prefix: &str) -> Result<Option<(StoredToken, User)>>;
+
+    // Chat sessions: at most one per user.
+
+    /// The user's session, created on first use; safe against concurrent calls.
+    async fn get_or_create_session(&self, user_id: i64) -> Result<ChatSession>;
+    async fn count_sessions(&self, scope: Scope) -> Result<i64>;
+    /// Newest first.
+    async fn list_sessions(&self, scope: Scope, window: Window) -> Result<Vec<ChatSession>>;
+    async fn find_session(&self, scope: Scope, uuid: Uuid) -> Result<Option<ChatSession>>;
+
+    // Threads.
+
+    async fn create_thread(&self, session_id: i64, name: &str) -> Result<Thread>;
+    async fn count_threads(&self, filter: &ThreadFilter) -> Result<i64>;
+    async fn list_threads(&self, filter: &ThreadFilter, window: Window) -> Result<Vec<Thread>>;
+    /// The thread with this uuid, if it also passes every filter.
+    async fn find_thread(&self, filter: &ThreadFilter, uuid: Uuid) -> Result<Option<Thread>>;
+    /// Sets `is_archived` (bumping `modified`) on the thread if it passes the
+    /// filter; `false` when there is no such thread.
+    async fn set_thread_archived(
+        &self,
+        filter: &ThreadFilter,
+        uuid: Uuid,
+        archived: bool,
+    ) -> Result<bool>;
+
+    // Messages.
+
+    /// Inserts a message as given. A second original (non-replacement) row at
+    /// the same `(thread, sequence_index)` fails with [`StoreError::Conflict`].
+    async fn insert_message(&self, thread_id: i64, message: &NewMessage) -> Result<Message>;
+    /// Records a guard verdict on a message; when it is flagged, recomputes
+    /// the thread's `flags` summary from all its flagged rows.
+    async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;
+    async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>>;
+
+    // Audit trail.
+
+    async fn record_audit_event(&self, event: &NewAuditEvent) -> Result<AuditEvent>;
+    /// Events about a user (all events with `None`), oldest first.
+    async fn list_audit_events(&self, target_id: Option<i64>) -> Result<Vec<AuditEvent>>;
+}
+
+/// A database URL whose `Debug` and `Display` hide the password, so it can be
+/// logged and put in error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    /// The real URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted(&self) -> String {
+        // scheme://user:password@host → scheme://user:***@host
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let Some((userinfo, host)) = rest.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Opens the database the URL names (`sqlite://…` or `postgres://…`).
+/// Migrations are not applied; call [`Store::migrate`].
+pub async fn connect(url: &DatabaseUrl) -> Result<Arc<dyn Store>> {
+    let raw = url.expose();
+    if raw.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(raw).await?))
+    } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::connect(raw).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.redacted()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn database_url_hides_password() {
+        let url = DatabaseUrl::new("postgres://app:s3cret@db:5432/chat");
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/chat");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.expose(), "postgres://app:s3cret@db:5432/chat");
+    }
+}

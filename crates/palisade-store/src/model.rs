@@ -1,0 +1,338 @@
+//! The records the store reads and writes, and the filters it understands.
+//!
+//! These are plain data: the HTTP layer decides how they are rendered, the
+//! backends decide how they are queried.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Wall-clock instants; stored as microseconds since the Unix epoch.
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time, truncated to the microsecond the database keeps, so a
+/// value read back equals the value written.
+pub fn now() -> Timestamp {
+    from_micros(Utc::now().timestamp_micros())
+}
+
+pub(crate) fn from_micros(micros: i64) -> Timestamp {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// Declares a string-backed enum with `as_str`, `Display` and `FromStr`, in the
+/// order given (which is also its `Ord`).
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant(s.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownVariant(pub String);
+
+vocabulary! {
+    /// Who wrote a message.
+    Role { User => "user", Assistant => "assistant" }
+}
+
+vocabulary! {
+    /// Guard severity, ordered `none < low < medium < high < critical`.
+    Severity { None => "none", Low => "low", Medium => "medium", High => "high", Critical => "critical" }
+}
+
+vocabulary! {
+    /// What the guards did with a message, ordered `allow < flag < warn < redact < block`.
+    Action { Allow => "allow", Flag => "flag", Warn => "warn", Redact => "redact", Block => "block" }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub username: String,
+    pub full_name: String,
+    pub email: String,
+    pub is_staff: bool,
+    pub is_support: bool,
+    pub is_active: bool,
+    pub created: Timestamp,
+}
+
+impl User {
+    /// Staff and support see every user's chats.
+    pub fn is_privileged(&self) -> bool {
+        self.is_staff || self.is_support
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub full_name: String,
+    pub email: String,
+    pub is_staff: bool,
+    pub is_support: bool,
+}
+
+/// An API token as stored: never the secret itself, only a lookup prefix and
+/// the SHA-256 of the whole token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: i64,
+    pub user_id: i64,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub created: Timestamp,
+    pub expires: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub expires: Option<Timestamp>,
+}
+
+/// A user's single chat session, with the owner fields the API renders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSession {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub user_id: i64,
+    pub user_uuid: Uuid,
+    pub user_username: String,
+    pub user_full_name: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thread {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub name: String,
+    pub session_uuid: Uuid,
+    /// The raw detection summary; `{}` until a flagged message arrives.
+    pub flags: Map<String, Value>,
+    pub is_archived: bool,
+    /// Every message row of the thread, replaced (history) rows included.
+    pub message_count: i64,
+    pub user_id: i64,
+    pub user_uuid: Uuid,
+    pub user_username: String,
+    pub user_full_name: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
+}
+
+impl Thread {
+    pub fn is_flagged(&self) -> bool {
+        self.flags
+            .get("is_flagged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// `flags.max_severity` as stored, `"none"` when absent.
+    pub fn max_severity(&self) -> &str {
+        self.flags
+            .get("max_severity")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub thread_id: i64,
+    pub thread_uuid: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub sequence_index: i64,
+    pub replaces: Option<Uuid>,
+    pub created: Timestamp,
+    pub detection: Detection,
+}
+
+/// The guard verdict as recorded on a user message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub is_flagged: bool,
+    pub severity: Severity,
+    pub injection_categories: Vec<String>,
+    pub pii_categories: Vec<String>,
+    pub action_taken: Action,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            is_flagged: false,
+            severity: Severity::None,
+            injection_categories: Vec::new(),
+            pii_categories: Vec::new(),
+            action_taken: Action::Allow,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub role: Role,
+    pub content: String,
+    pub sequence_index: i64,
+    /// The row this one supersedes (edit and reload).
+    pub replaces: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub event_type: String,
+    pub message: String,
+    pub actor_id: Option<i64>,
+    pub target_id: Option<i64>,
+    pub context: Map<String, Value>,
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub event_type: String,
+    pub message: String,
+    pub actor_id: Option<i64>,
+    pub target_id: Option<i64>,
+    pub context: Map<String, Value>,
+}
+
+/// Whose rows a query may see: staff and support see all, everyone else only
+/// their own. Applied inside the query, so invisible rows are simply absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Owner(i64),
+}
+
+impl Scope {
+    pub fn for_user(user: &User) -> Scope {
+        if user.is_privileged() {
+            Scope::All
+        } else {
+            Scope::Owner(user.id)
+        }
+    }
+
+    pub(crate) fn owner(self) -> Option<i64> {
+        match self {
+            Scope::All => None,
+            Scope::Owner(id) => Some(id),
+        }
+    }
+}
+
+/// Sort keys the thread list accepts (`o=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadOrderField {
+    Created,
+    Modified,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadOrder {
+    pub field: ThreadOrderField,
+    pub descending: bool,
+}
+
+impl ThreadOrder {
+    /// The reference's default ordering, `-created`.
+    pub const DEFAULT: ThreadOrder = ThreadOrder {
+        field: ThreadOrderField::Created,
+        descending: true,
+    };
+}
+
+/// The thread list filters of the API, already validated.
+#[derive(Debug, Clone)]
+pub struct ThreadFilter {
+    pub scope: Scope,
+    /// Owner's user UUID (`user=`).
+    pub user: Option<Uuid>,
+    /// Calendar date (UTC) of `created` / `modified`.
+    pub created_on: Option<NaiveDate>,
+    pub modified_on: Option<NaiveDate>,
+    pub is_archived: Option<bool>,
+    pub is_flagged: Option<bool>,
+    pub max_severity: Option<Severity>,
+    /// Case-insensitive substring of thread name, owner username, full name or email.
+    pub query: Option<String>,
+    /// Empty means the default ordering.
+    pub order: Vec<ThreadOrder>,
+}
+
+impl ThreadFilter {
+    pub fn new(scope: Scope) -> ThreadFilter {
+        ThreadFilter {
+            scope,
+            user: None,
+            created_on: None,
+            modified_on: None,
+            is_archived: None,
+            is_flagged: None,
+            max_severity: None,
+            query: None,
+            order: Vec::new(),
+        }
+    }
+}
+
+/// The message list filters of the API, already validated.
+#[derive(Debug, Clone)]
+pub struct MessageFilter {
+    pub scope: Scope,
+    pub thread: Option<Uuid>,
+    pub is_flagged: Option<bool>,
+    /// Include replaced (history) rows.
+    pub include_history: bool,
+}
+
+/// A window into an ordered list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: i64,
+    pub offset: i64,
+}

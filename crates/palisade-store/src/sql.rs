@@ -1,0 +1,281 @@
+//! SQL shared by both backends: the column lists, the dynamic filters of the
+//! thread and message lists, and the detection-summary rule for thread flags.
+//!
+//! Every statement here is plain SQL both SQLite and PostgreSQL accept; the
+//! backends differ only in how they open write transactions and lock rows.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use crate::error::Result;
+use crate::model::{MessageFilter, Severity, ThreadFilter, ThreadOrder, ThreadOrderField};
+use crate::rows::{parse_object, uuid_text};
+
+pub(crate) const USER_COLUMNS: &str =
+    "id, uuid, username, full_name, email, is_staff, is_support, is_active, created";
+
+pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.uuid, s.user_id, u.uuid AS user_uuid, \
+     u.username AS user_username, u.full_name AS user_full_name, s.created, s.modified \
+     FROM chat_sessions s JOIN users u ON u.id = s.user_id";
+
+const THREAD_SELECT: &str = "SELECT t.id, t.uuid, t.name, s.uuid AS session_uuid, t.flags, \
+     t.is_archived, u.id AS user_id, u.uuid AS user_uuid, u.username AS user_username, \
+     u.full_name AS user_full_name, t.created, t.modified \
+     FROM threads t JOIN chat_sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id";
+
+/// `message_count` counts every row of the thread, replaced rows included. It
+/// is computed only for the rows of the page, through the
+/// `messages (thread_id, sequence_index)` index.
+const MESSAGE_COUNT: &str =
+    "(SELECT COUNT(*) FROM messages m WHERE m.thread_id = p.id) AS message_count";
+
+pub(crate) const MESSAGE_SELECT: &str = "SELECT m.id, m.uuid, m.thread_id, t.uuid AS thread_uuid, \
+     m.role, m.content, m.sequence_index, r.uuid AS replaces_uuid, m.created, m.is_flagged, \
+     m.severity, m.injection_categories, m.pii_categories, m.action_taken \
+     FROM messages m JOIN threads t ON t.id = m.thread_id \
+     JOIN chat_sessions s ON s.id = t.session_id \
+     LEFT JOIN messages r ON r.id = m.replaces_id";
+
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, uuid, event_type, message, actor_id, target_id, context, created";
+
+/// Half-open `[start, end)` range, in stored microseconds, of a UTC day.
+fn day_range(day: NaiveDate) -> (i64, i64) {
+    let start = |d: NaiveDate| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros()
+    };
+    let end = day.succ_opt().map(start).unwrap_or(i64::MAX);
+    (start(day), end)
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally under `ESCAPE '\'`.
+fn like_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for ch in needle.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn push_thread_where<DB>(qb: &mut QueryBuilder<DB>, filter: &ThreadFilter)
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB>,
+    i64: Type<DB>,
+    for<'t> String: Encode<'t, DB>,
+    String: Type<DB>,
+    for<'t> bool: Encode<'t, DB>,
+    bool: Type<DB>,
+{
+    qb.push(" WHERE 1 = 1");
+    if let Some(owner) = filter.scope.owner() {
+        qb.push(" AND s.user_id = ").push_bind(owner);
+    }
+    if let Some(user) = filter.user {
+        qb.push(" AND u.uuid = ").push_bind(uuid_text(user));
+    }
+    for (column, day) in [
+        ("t.created", filter.created_on),
+        ("t.modified", filter.modified_on),
+    ] {
+        if let Some(day) = day {
+            let (start, end) = day_range(day);
+            qb.push(format_args!(" AND {column} >= ")).push_bind(start);
+            qb.push(format_args!(" AND {column} < ")).push_bind(end);
+        }
+    }
+    if let Some(archived) = filter.is_archived {
+        qb.push(" AND t.is_archived = ").push_bind(archived);
+    }
+    if let Some(flagged) = filter.is_flagged {
+        qb.push(" AND t.is_flagged = ").push_bind(flagged);
+    }
+    match filter.max_severity {
+        None => {}
+        // The reference reads `none` as "not flagged", whatever the stored value.
+        Some(Severity::None) => {
+            qb.push(" AND t.is_flagged = ").push_bind(false);
+        }
+        Some(severity) => {
+            qb.push(" AND t.max_severity = ")
+                .push_bind(severity.as_str().to_owned());
+        }
+    }
+    if let Some(query) = filter.query.as_deref() {
+        let pattern = like_pattern(query);
+        qb.push(" AND (");
+        for (i, column) in ["t.name", "u.username", "u.full_name", "u.email"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push(format_args!("LOWER({column}) LIKE "))
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+        }
+        qb.push(")");
+    }
+}
+
+fn push_thread_order<DB: Database>(qb: &mut QueryBuilder<DB>, alias: &str, order: &[ThreadOrder]) {
+    let order = if order.is_empty() {
+        &[ThreadOrder::DEFAULT][..]
+    } else {
+        order
+    };
+    qb.push(" ORDER BY ");
+    for term in order {
+        let column = match term.field {
+            ThreadOrderField::Created => "created",
+            ThreadOrderField::Modified => "modified",
+        };
+        let direction = if term.descending { "DESC" } else { "ASC" };
+        qb.push(format_args!("{alias}.{column} {direction}, "));
+    }
+    // Ties broken by insertion order, in the direction of the first key, so
+    // pages never overlap or skip rows.
+    let direction = if order[0].descending { "DESC" } else { "ASC" };
+    qb.push(format_args!("{alias}.id {direction}"));
+}
+
+/// `SELECT COUNT(*)` of the threads a filter matches.
+pub(crate) fn count_threads<DB>(filter: &ThreadFilter) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB>,
+    i64: Type<DB>,
+    for<'t> String: Encode<'t, DB>,
+    String: Type<DB>,
+    for<'t> bool: Encode<'t, DB>,
+    bool: Type<DB>,
+    DB::Arguments: Default,
+{
+    let mut qb = QueryBuilder::new(
+        "SELECT COUNT(*) FROM threads t JOIN chat_sessions s ON s.id = t.session_id \
+         JOIN users u ON u.id = s.user_id",
+    );
+    push_thread_where(&mut qb, filter);
+    qb
+}
+
+/// One page of threads (or, with `uuid`, the single matching thread), with
+/// `message_count` computed for the page rows only.
+pub(crate) fn select_threads<DB>(
+    filter: &ThreadFilter,
+    uuid: Option<uuid::Uuid>,
+    limit: i64,
+    offset: i64,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB>,
+    i64: Type<DB>,
+    for<'t> String: Encode<'t, DB>,
+    String: Type<DB>,
+    for<'t> bool: Encode<'t, DB>,
+    bool: Type<DB>,
+    DB::Arguments: Default,
+{
+    let mut qb = QueryBuilder::new(format!("SELECT p.*, {MESSAGE_COUNT} FROM ("));
+    qb.push(THREAD_SELECT);
+    push_thread_where(&mut qb, filter);
+    if let Some(uuid) = uuid {
+        qb.push(" AND t.uuid = ").push_bind(uuid_text(uuid));
+    }
+    push_thread_order(&mut qb, "t", &filter.order);
+    qb.push(" LIMIT ").push_bind(limit);
+    qb.push(" OFFSET ").push_bind(offset);
+    qb.push(") p");
+    push_thread_order(&mut qb, "p", &filter.order);
+    qb
+}
+
+/// The message list: `sequence_index` ascending (insertion order breaks ties).
+pub(crate) fn select_messages<DB>(filter: &MessageFilter) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB>,
+    i64: Type<DB>,
+    for<'t> String: Encode<'t, DB>,
+    String: Type<DB>,
+    for<'t> bool: Encode<'t, DB>,
+    bool: Type<DB>,
+    DB::Arguments: Default,
+{
+    let mut qb = QueryBuilder::new(MESSAGE_SELECT);
+    qb.push(" WHERE 1 = 1");
+    if let Some(owner) = filter.scope.owner() {
+        qb.push(" AND s.user_id = ").push_bind(owner);
+    }
+    if let Some(thread) = filter.thread {
+        qb.push(" AND t.uuid = ").push_bind(uuid_text(thread));
+    }
+    if let Some(flagged) = filter.is_flagged {
+        qb.push(" AND m.is_flagged = ").push_bind(flagged);
+    }
+    if !filter.include_history {
+        qb.push(" AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.replaces_id = m.id)");
+    }
+    qb.push(" ORDER BY m.sequence_index ASC, m.id ASC");
+    qb
+}
+
+/// The thread's detection summary after a flagged message arrived: the
+/// reference's `update_detection_flags`. Merges `is_flagged` and
+/// `max_severity` into the stored object, keeping every other key.
+///
+/// Returns the new JSON text and the two values for the mirror columns.
+pub(crate) fn summarise_flags(
+    current: &str,
+    flagged_severities: &[String],
+) -> Result<(String, bool, Severity)> {
+    let mut flags = parse_object("threads", current)?;
+    let max = flagged_severities
+        .iter()
+        .filter_map(|s| s.parse::<Severity>().ok())
+        .max()
+        .unwrap_or(Severity::None);
+    let is_flagged = !flagged_severities.is_empty();
+    flags.insert("is_flagged".into(), Value::Bool(is_flagged));
+    flags.insert("max_severity".into(), Value::String(max.as_str().into()));
+    Ok((Value::Object(flags).to_string(), is_flagged, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn flags_summary_keeps_other_keys() {
+        let (json, flagged, max) =
+            summarise_flags(r#"{"note":1}"#, &["low".into(), "high".into()]).unwrap();
+        assert!(flagged);
+        assert_eq!(max, Severity::High);
+        assert_eq!(
+            json,
+            r#"{"note":1,"is_flagged":true,"max_severity":"high"}"#
+        );
+    }
+
+    #[test]
+    fn day_range_covers_one_day() {
+        let day = NaiveDate::from_ymd_opt(2026, 2, 27).unwrap();
+        let (start, end) = day_range(day);
+        assert_eq!(end - start, 86_400_000_000);
+    }
+}

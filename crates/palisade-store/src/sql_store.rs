@@ -1,0 +1,398 @@
+//! The [`Store`](crate::Store) implementation, written once for both drivers.
+//!
+//! All SQL is shared (see `sql.rs`); what differs per backend is passed in:
+//! how a write transaction starts (SQLite must take the write lock up front
+//! with `BEGIN IMMEDIATE`, or a read-then-write transaction can fail with
+//! "database is locked"), and the row-lock clause (`FOR UPDATE` on PostgreSQL,
+//! nothing on SQLite, where the transaction already excludes other writers).
+//! A macro rather than generics because sqlx's per-driver trait bounds would
+//! otherwise have to be spelled out on every method.
+
+macro_rules! sql_store {
+    (
+        store = $store:ty,
+        name = $name:literal,
+        migrator = $migrator:expr,
+        row_lock = $row_lock:literal $(,)?
+    ) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn migrate(&self) -> $crate::Result<()> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_user(&self, user: &$crate::NewUser) -> $crate::Result<$crate::User> {
+                let sql = format!(
+                    "INSERT INTO users (uuid, username, full_name, email, is_staff, is_support, \
+                     is_active, created) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) RETURNING {}",
+                    $crate::sql::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::rows::UserRow>(sqlx::AssertSqlSafe(sql))
+                    .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
+                    .bind(&user.username)
+                    .bind(&user.full_name)
+                    .bind(&user.email)
+                    .bind(user.is_staff)
+                    .bind(user.is_support)
+                    .bind($crate::now().timestamp_micros())
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()
+            }
+
+            async fn user_by_username(&self, username: &str) -> $crate::Result<Option<$crate::User>> {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE username = $1",
+                    $crate::sql::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::rows::UserRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map($crate::rows::UserRow::into_model)
+                    .transpose()
+            }
+
+            async fn count_users(&self) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn set_user_active(&self, user_id: i64, active: bool) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
+                    .bind(active)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound("user"));
+                }
+                Ok(())
+            }
+
+            async fn insert_token(
+                &self,
+                user_id: i64,
+                token: &$crate::NewToken,
+            ) -> $crate::Result<$crate::StoredToken> {
+                let row: $crate::rows::TokenRow = sqlx::query_as(
+                    "INSERT INTO api_tokens (user_id, prefix, hash, created, expires) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id, user_id, prefix, hash, created, expires",
+                )
+                .bind(user_id)
+                .bind(&token.prefix)
+                .bind(&token.hash)
+                .bind($crate::now().timestamp_micros())
+                .bind(token.expires.map(|t| t.timestamp_micros()))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.into_model())
+            }
+
+            async fn token_by_prefix(
+                &self,
+                prefix: &str,
+            ) -> $crate::Result<Option<($crate::StoredToken, $crate::User)>> {
+                let token: Option<$crate::rows::TokenRow> = sqlx::query_as(
+                    "SELECT id, user_id, prefix, hash, created, expires FROM api_tokens \
+                     WHERE prefix = $1",
+                )
+                .bind(prefix)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(token) = token.map($crate::rows::TokenRow::into_model) else {
+                    return Ok(None);
+                };
+                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS);
+                let user = sqlx::query_as::<_, $crate::rows::UserRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(token.user_id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()?;
+                Ok(Some((token, user)))
+            }
+
+            async fn get_or_create_session(&self, user_id: i64) -> $crate::Result<$crate::ChatSession> {
+                // The unique index on user_id makes a concurrent second insert a no-op.
+                sqlx::query(
+                    "INSERT INTO chat_sessions (uuid, user_id, created, modified) \
+                     VALUES ($1, $2, $3, $3) ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
+                .bind(user_id)
+                .bind($crate::now().timestamp_micros())
+                .execute(&self.pool)
+                .await?;
+                let sql = format!("{} WHERE s.user_id = $1", $crate::sql::SESSION_SELECT);
+                sqlx::query_as::<_, $crate::rows::SessionRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()
+            }
+
+            async fn count_sessions(&self, scope: $crate::Scope) -> $crate::Result<i64> {
+                let query = match scope.owner() {
+                    None => sqlx::query_scalar("SELECT COUNT(*) FROM chat_sessions"),
+                    Some(owner) => {
+                        sqlx::query_scalar("SELECT COUNT(*) FROM chat_sessions WHERE user_id = $1")
+                            .bind(owner)
+                    }
+                };
+                Ok(query.fetch_one(&self.pool).await?)
+            }
+
+            async fn list_sessions(
+                &self,
+                scope: $crate::Scope,
+                window: $crate::Window,
+            ) -> $crate::Result<Vec<$crate::ChatSession>> {
+                let mut qb = sqlx::QueryBuilder::new($crate::sql::SESSION_SELECT);
+                if let Some(owner) = scope.owner() {
+                    qb.push(" WHERE s.user_id = ").push_bind(owner);
+                }
+                qb.push(" ORDER BY s.created DESC, s.id DESC LIMIT ")
+                    .push_bind(window.limit)
+                    .push(" OFFSET ")
+                    .push_bind(window.offset);
+                let rows = qb
+                    .build_query_as::<$crate::rows::SessionRow>()
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows, $crate::rows::SessionRow::into_model)
+            }
+
+            async fn find_session(
+                &self,
+                scope: $crate::Scope,
+                uuid: uuid::Uuid,
+            ) -> $crate::Result<Option<$crate::ChatSession>> {
+                let mut qb = sqlx::QueryBuilder::new($crate::sql::SESSION_SELECT);
+                qb.push(" WHERE s.uuid = ").push_bind($crate::rows::uuid_text(uuid));
+                if let Some(owner) = scope.owner() {
+                    qb.push(" AND s.user_id = ").push_bind(owner);
+                }
+                qb.build_query_as::<$crate::rows::SessionRow>()
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map($crate::rows::SessionRow::into_model)
+                    .transpose()
+            }
+
+            async fn create_thread(&self, session_id: i64, name: &str) -> $crate::Result<$crate::Thread> {
+                let uuid = uuid::Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO threads (uuid, session_id, name, created, modified) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind($crate::rows::uuid_text(uuid))
+                .bind(session_id)
+                .bind(name)
+                .bind($crate::now().timestamp_micros())
+                .execute(&self.pool)
+                .await?;
+                let all = $crate::ThreadFilter::new($crate::Scope::All);
+                self.find_thread(&all, uuid)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound("thread"))
+            }
+
+            async fn count_threads(&self, filter: &$crate::ThreadFilter) -> $crate::Result<i64> {
+                Ok($crate::sql::count_threads(filter)
+                    .build_query_scalar()
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn list_threads(
+                &self,
+                filter: &$crate::ThreadFilter,
+                window: $crate::Window,
+            ) -> $crate::Result<Vec<$crate::Thread>> {
+                let rows = $crate::sql::select_threads(filter, None, window.limit, window.offset)
+                    .build_query_as::<$crate::rows::ThreadRow>()
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows, $crate::rows::ThreadRow::into_model)
+            }
+
+            async fn find_thread(
+                &self,
+                filter: &$crate::ThreadFilter,
+                uuid: uuid::Uuid,
+            ) -> $crate::Result<Option<$crate::Thread>> {
+                $crate::sql::select_threads(filter, Some(uuid), 1, 0)
+                    .build_query_as::<$crate::rows::ThreadRow>()
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map($crate::rows::ThreadRow::into_model)
+                    .transpose()
+            }
+
+            async fn set_thread_archived(
+                &self,
+                filter: &$crate::ThreadFilter,
+                uuid: uuid::Uuid,
+                archived: bool,
+            ) -> $crate::Result<bool> {
+                let Some(thread) = self.find_thread(filter, uuid).await? else {
+                    return Ok(false);
+                };
+                let done = sqlx::query("UPDATE threads SET is_archived = $1, modified = $2 WHERE id = $3")
+                    .bind(archived)
+                    .bind($crate::now().timestamp_micros())
+                    .bind(thread.id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_message(
+                &self,
+                thread_id: i64,
+                message: &$crate::NewMessage,
+            ) -> $crate::Result<$crate::Message> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (uuid, thread_id, role, content, sequence_index, \
+                     replaces_id, created) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
+                .bind(thread_id)
+                .bind(message.role.as_str())
+                .bind(&message.content)
+                .bind(message.sequence_index)
+                .bind(message.replaces)
+                .bind($crate::now().timestamp_micros())
+                .fetch_one(&self.pool)
+                .await?;
+                let sql = format!("{} WHERE m.id = $1", $crate::sql::MESSAGE_SELECT);
+                sqlx::query_as::<_, $crate::rows::MessageRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()
+            }
+
+            async fn record_detection(
+                &self,
+                message_id: i64,
+                detection: &$crate::Detection,
+            ) -> $crate::Result<()> {
+                let encode = |list: &Vec<String>| {
+                    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+                };
+                let mut tx = self.begin_write().await?;
+                let thread_id: Option<i64> =
+                    sqlx::query_scalar("SELECT thread_id FROM messages WHERE id = $1")
+                        .bind(message_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let thread_id = thread_id.ok_or($crate::StoreError::NotFound("message"))?;
+                // Lock the thread before touching its messages, the order every
+                // writer of a thread follows.
+                let flags: String = sqlx::query_scalar(concat!(
+                    "SELECT flags FROM threads WHERE id = $1",
+                    $row_lock
+                ))
+                .bind(thread_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE messages SET is_flagged = $1, severity = $2, injection_categories = $3, \
+                     pii_categories = $4, action_taken = $5 WHERE id = $6",
+                )
+                .bind(detection.is_flagged)
+                .bind(detection.severity.as_str())
+                .bind(encode(&detection.injection_categories))
+                .bind(encode(&detection.pii_categories))
+                .bind(detection.action_taken.as_str())
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+                if detection.is_flagged {
+                    let severities: Vec<String> = sqlx::query_scalar(
+                        "SELECT severity FROM messages WHERE thread_id = $1 AND is_flagged = TRUE",
+                    )
+                    .bind(thread_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let (flags, is_flagged, max) = $crate::sql::summarise_flags(&flags, &severities)?;
+                    sqlx::query(
+                        "UPDATE threads SET flags = $1, is_flagged = $2, max_severity = $3, \
+                         modified = $4 WHERE id = $5",
+                    )
+                    .bind(flags)
+                    .bind(is_flagged)
+                    .bind(max.as_str())
+                    .bind($crate::now().timestamp_micros())
+                    .bind(thread_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_messages(
+                &self,
+                filter: &$crate::MessageFilter,
+            ) -> $crate::Result<Vec<$crate::Message>> {
+                let rows = $crate::sql::select_messages(filter)
+                    .build_query_as::<$crate::rows::MessageRow>()
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows, $crate::rows::MessageRow::into_model)
+            }
+
+            async fn record_audit_event(
+                &self,
+                event: &$crate::NewAuditEvent,
+            ) -> $crate::Result<$crate::AuditEvent> {
+                let sql = format!(
+                    "INSERT INTO audit_events (uuid, event_type, message, actor_id, target_id, \
+                     context, created) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {}",
+                    $crate::sql::AUDIT_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::rows::AuditRow>(sqlx::AssertSqlSafe(sql))
+                    .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
+                    .bind(&event.event_type)
+                    .bind(&event.message)
+                    .bind(event.actor_id)
+                    .bind(event.target_id)
+                    .bind(serde_json::Value::Object(event.context.clone()).to_string())
+                    .bind($crate::now().timestamp_micros())
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()
+            }
+
+            async fn list_audit_events(
+                &self,
+                target_id: Option<i64>,
+            ) -> $crate::Result<Vec<$crate::AuditEvent>> {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT {} FROM audit_events",
+                    $crate::sql::AUDIT_COLUMNS
+                ));
+                if let Some(target) = target_id {
+                    qb.push(" WHERE target_id = ").push_bind(target);
+                }
+                qb.push(" ORDER BY created ASC, id ASC");
+                let rows = qb
+                    .build_query_as::<$crate::rows::AuditRow>()
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows, $crate::rows::AuditRow::into_model)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

@@ -1,0 +1,49 @@
+//! The SQLite backend: one file in the data dir, the zero-setup default.
+//!
+//! WAL mode lets readers run beside the single writer; foreign keys are on
+//! (SQLite leaves them off by default) so deletes cascade as in PostgreSQL;
+//! the busy timeout makes a writer wait for the lock instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::error::Result;
+use crate::sql_store::sql_store;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://` URL.
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Durable at every checkpoint; the WAL makes NORMAL safe against corruption.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Takes the database write lock at `BEGIN`, so a transaction that reads
+    /// and then writes never fails on lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+sql_store! {
+    store = SqliteStore,
+    name = "sqlite",
+    migrator = sqlx::migrate!("./migrations/sqlite"),
+    row_lock = "",
+}

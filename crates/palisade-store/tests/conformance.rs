@@ -1,0 +1,597 @@
+//! The store conformance suite: written once against the `Store` trait, run on
+//! SQLite and on PostgreSQL (when `PALISADE_TEST_POSTGRES_URL` is set).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use palisade_store::{
+    Action, Detection, MessageFilter, NewAuditEvent, NewMessage, NewToken, NewUser, Role, Scope,
+    Severity, Store, StoreError, Thread, ThreadFilter, ThreadOrder, ThreadOrderField, User, Window,
+};
+
+type Db = Arc<dyn Store>;
+
+async fn user(db: &Db, username: &str) -> User {
+    db.create_user(&NewUser {
+        username: username.into(),
+        full_name: format!("{username} Fullname"),
+        email: format!("{username}@corp.test"),
+        ..NewUser::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn thread(db: &Db, owner: &User, name: &str) -> Thread {
+    let session = db.get_or_create_session(owner.id).await.unwrap();
+    db.create_thread(session.id, name).await.unwrap()
+}
+
+fn msg(role: Role, index: i64, replaces: Option<i64>) -> NewMessage {
+    NewMessage {
+        role,
+        content: format!("{role} at {index}"),
+        sequence_index: index,
+        replaces,
+    }
+}
+
+fn flagged(severity: Severity) -> Detection {
+    Detection {
+        is_flagged: true,
+        severity,
+        injection_categories: vec!["jailbreak".into(), "jailbreak".into()],
+        pii_categories: vec![],
+        action_taken: Action::Block,
+    }
+}
+
+const ALL: Window = Window {
+    limit: 1000,
+    offset: 0,
+};
+
+async fn users_are_unique_by_username(db: Db) {
+    let alice = user(&db, "alice").await;
+    assert!(alice.is_active && !alice.is_staff);
+    let again = db
+        .create_user(&NewUser {
+            username: "alice".into(),
+            ..NewUser::default()
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let found = db.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(found, alice);
+    assert!(db.user_by_username("bob").await.unwrap().is_none());
+    assert_eq!(db.count_users().await.unwrap(), 1);
+    db.set_user_active(alice.id, false).await.unwrap();
+    assert!(
+        !db.user_by_username("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active
+    );
+}
+
+async fn tokens_are_found_by_prefix(db: Db) {
+    let alice = user(&db, "alice").await;
+    let expires = Some(palisade_store::now() + chrono::Duration::hours(1));
+    let stored = db
+        .insert_token(
+            alice.id,
+            &NewToken {
+                prefix: "abcdef012345".into(),
+                hash: vec![7; 32],
+                expires,
+            },
+        )
+        .await
+        .unwrap();
+    let (token, owner) = db.token_by_prefix("abcdef012345").await.unwrap().unwrap();
+    assert_eq!(token, stored);
+    assert_eq!(token.hash, vec![7; 32]);
+    assert_eq!(token.expires, expires);
+    assert_eq!(owner.id, alice.id);
+    assert!(db.token_by_prefix("000000000000").await.unwrap().is_none());
+}
+
+async fn one_session_per_user_even_when_racing(db: Db) {
+    let alice = user(&db, "alice").await;
+    let calls = (0..8).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move { db.get_or_create_session(alice.id).await })
+    });
+    let mut uuids = Vec::new();
+    for call in calls {
+        uuids.push(call.await.unwrap().unwrap().uuid);
+    }
+    uuids.dedup();
+    assert_eq!(uuids.len(), 1);
+    assert_eq!(db.count_sessions(Scope::All).await.unwrap(), 1);
+    let session = db
+        .find_session(Scope::Owner(alice.id), uuids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.user_username, "alice");
+    assert_eq!(session.user_full_name, "alice Fullname");
+}
+
+async fn sessions_are_scoped_and_newest_first(db: Db) {
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let a = db.get_or_create_session(alice.id).await.unwrap();
+    let b = db.get_or_create_session(bob.id).await.unwrap();
+    let all = db.list_sessions(Scope::All, ALL).await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.uuid).collect::<Vec<_>>(),
+        [b.uuid, a.uuid]
+    );
+    let mine = db.list_sessions(Scope::Owner(alice.id), ALL).await.unwrap();
+    assert_eq!(mine, [a.clone()]);
+    assert_eq!(db.count_sessions(Scope::Owner(bob.id)).await.unwrap(), 1);
+    assert!(
+        db.find_session(Scope::Owner(bob.id), a.uuid)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.find_session(Scope::All, a.uuid).await.unwrap().is_some());
+}
+
+async fn thread_list_scope_pagination_and_order(db: Db) {
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(thread(&db, &alice, &format!("alice {i}")).await);
+    }
+    thread(&db, &bob, "bob's").await;
+
+    let mine = ThreadFilter::new(Scope::Owner(alice.id));
+    assert_eq!(db.count_threads(&mine).await.unwrap(), 5);
+    assert_eq!(
+        db.count_threads(&ThreadFilter::new(Scope::All))
+            .await
+            .unwrap(),
+        6
+    );
+    let page = db
+        .list_threads(
+            &mine,
+            Window {
+                limit: 2,
+                offset: 2,
+            },
+        )
+        .await
+        .unwrap();
+    // Newest first: items 2 and 3 of [4, 3, 2, 1, 0].
+    assert_eq!(
+        page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["alice 2", "alice 1"]
+    );
+
+    // Touch the oldest thread: it sorts first by -modified.
+    assert!(
+        db.set_thread_archived(&mine, created[0].uuid, true)
+            .await
+            .unwrap()
+    );
+    let mut by_modified = ThreadFilter::new(Scope::Owner(alice.id));
+    by_modified.order = vec![ThreadOrder {
+        field: ThreadOrderField::Modified,
+        descending: true,
+    }];
+    let first = &db.list_threads(&by_modified, ALL).await.unwrap()[0];
+    assert_eq!(first.uuid, created[0].uuid);
+    assert!(first.is_archived);
+
+    let mut ascending = ThreadFilter::new(Scope::Owner(alice.id));
+    ascending.order = vec![ThreadOrder {
+        field: ThreadOrderField::Created,
+        descending: false,
+    }];
+    assert_eq!(
+        db.list_threads(&ascending, ALL).await.unwrap()[0].uuid,
+        created[0].uuid
+    );
+
+    // Other users' threads are invisible, also to archive.
+    let theirs = ThreadFilter::new(Scope::Owner(bob.id));
+    assert!(
+        db.find_thread(&theirs, created[1].uuid)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !db.set_thread_archived(&theirs, created[1].uuid, true)
+            .await
+            .unwrap()
+    );
+}
+
+async fn thread_filters(db: Db) {
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let plain = thread(&db, &alice, "Quarterly 100% plan").await;
+    let archived = thread(&db, &alice, "old").await;
+    db.set_thread_archived(&ThreadFilter::new(Scope::All), archived.uuid, true)
+        .await
+        .unwrap();
+    let high = thread(&db, &bob, "risky").await;
+    let message = db
+        .insert_message(high.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    db.record_detection(message.id, &flagged(Severity::High))
+        .await
+        .unwrap();
+
+    let names = |threads: Vec<Thread>| {
+        let mut names: Vec<String> = threads.into_iter().map(|t| t.name).collect();
+        names.sort();
+        names
+    };
+    let list = |f: ThreadFilter| {
+        let db = db.clone();
+        async move { names(db.list_threads(&f, ALL).await.unwrap()) }
+    };
+    let base = || ThreadFilter::new(Scope::All);
+
+    assert_eq!(
+        list(ThreadFilter {
+            is_archived: Some(true),
+            ..base()
+        })
+        .await,
+        ["old"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            is_archived: Some(false),
+            ..base()
+        })
+        .await,
+        ["Quarterly 100% plan", "risky"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            is_flagged: Some(true),
+            ..base()
+        })
+        .await,
+        ["risky"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            is_flagged: Some(false),
+            ..base()
+        })
+        .await,
+        ["Quarterly 100% plan", "old"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            max_severity: Some(Severity::High),
+            ..base()
+        })
+        .await,
+        ["risky"]
+    );
+    assert!(
+        list(ThreadFilter {
+            max_severity: Some(Severity::Critical),
+            ..base()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            max_severity: Some(Severity::None),
+            ..base()
+        })
+        .await,
+        ["Quarterly 100% plan", "old"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            user: Some(bob.uuid),
+            ..base()
+        })
+        .await,
+        ["risky"]
+    );
+    // Query: name, username, full name or email, case-insensitive; wildcards literal.
+    assert_eq!(
+        list(ThreadFilter {
+            query: Some("QUARTERLY".into()),
+            ..base()
+        })
+        .await,
+        ["Quarterly 100% plan"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            query: Some("100%".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert!(
+        list(ThreadFilter {
+            query: Some("1_0".into()),
+            ..base()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            query: Some("BOB".into()),
+            ..base()
+        })
+        .await,
+        ["risky"]
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            query: Some("alice@corp".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        2
+    );
+    let today = Utc::now().date_naive();
+    assert_eq!(
+        list(ThreadFilter {
+            created_on: Some(today),
+            ..base()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        list(ThreadFilter {
+            modified_on: Some(today),
+            ..base()
+        })
+        .await
+        .len(),
+        3
+    );
+    let yesterday = today.pred_opt().unwrap();
+    assert!(
+        list(ThreadFilter {
+            created_on: Some(yesterday),
+            ..base()
+        })
+        .await
+        .is_empty()
+    );
+    // Filters also restrict the detail lookup.
+    let archived_only = ThreadFilter {
+        is_archived: Some(true),
+        ..base()
+    };
+    assert!(
+        db.find_thread(&archived_only, plain.uuid)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn message_count_includes_replaced_rows(db: Db) {
+    let alice = user(&db, "alice").await;
+    let t = thread(&db, &alice, "t").await;
+    db.insert_message(t.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    let answer = db
+        .insert_message(t.id, &msg(Role::Assistant, 2, None))
+        .await
+        .unwrap();
+    db.insert_message(t.id, &msg(Role::Assistant, 2, Some(answer.id)))
+        .await
+        .unwrap();
+    let found = db
+        .find_thread(&ThreadFilter::new(Scope::All), t.uuid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.message_count, 3);
+}
+
+async fn active_sequence_index_is_unique(db: Db) {
+    let alice = user(&db, "alice").await;
+    let t = thread(&db, &alice, "t").await;
+    let first = db
+        .insert_message(t.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    let clash = db.insert_message(t.id, &msg(Role::User, 1, None)).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    // Replacement rows share the index and are outside the constraint.
+    let edit = db
+        .insert_message(t.id, &msg(Role::User, 1, Some(first.id)))
+        .await
+        .unwrap();
+    assert_eq!(edit.replaces, Some(first.uuid));
+    db.insert_message(t.id, &msg(Role::User, 1, Some(edit.id)))
+        .await
+        .unwrap();
+}
+
+async fn message_list_history_scope_and_filters(db: Db) {
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let t = thread(&db, &alice, "t").await;
+    let other = thread(&db, &bob, "o").await;
+    let question = db
+        .insert_message(t.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    let answer = db
+        .insert_message(t.id, &msg(Role::Assistant, 2, None))
+        .await
+        .unwrap();
+    let reload = db
+        .insert_message(t.id, &msg(Role::Assistant, 2, Some(answer.id)))
+        .await
+        .unwrap();
+    db.insert_message(other.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    db.record_detection(question.id, &flagged(Severity::Critical))
+        .await
+        .unwrap();
+
+    let filter = |scope, include_history| MessageFilter {
+        scope,
+        thread: None,
+        is_flagged: None,
+        include_history,
+    };
+    let uuids = |messages: Vec<palisade_store::Message>| {
+        messages.into_iter().map(|m| m.uuid).collect::<Vec<_>>()
+    };
+    let active = db
+        .list_messages(&filter(Scope::Owner(alice.id), false))
+        .await
+        .unwrap();
+    assert_eq!(uuids(active), [question.uuid, reload.uuid]);
+    let history = db
+        .list_messages(&filter(Scope::Owner(alice.id), true))
+        .await
+        .unwrap();
+    assert_eq!(uuids(history), [question.uuid, answer.uuid, reload.uuid]);
+    assert_eq!(
+        db.list_messages(&filter(Scope::All, false))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let mut in_thread = filter(Scope::All, true);
+    in_thread.thread = Some(other.uuid);
+    assert_eq!(db.list_messages(&in_thread).await.unwrap().len(), 1);
+    let mut theirs = filter(Scope::Owner(alice.id), true);
+    theirs.thread = Some(other.uuid);
+    assert!(db.list_messages(&theirs).await.unwrap().is_empty());
+
+    let mut only_flagged = filter(Scope::All, false);
+    only_flagged.is_flagged = Some(true);
+    let flagged_rows = db.list_messages(&only_flagged).await.unwrap();
+    assert_eq!(flagged_rows.len(), 1);
+    let detection = &flagged_rows[0].detection;
+    assert_eq!(detection.severity, Severity::Critical);
+    assert_eq!(detection.action_taken, Action::Block);
+    assert_eq!(detection.injection_categories, ["jailbreak", "jailbreak"]);
+}
+
+async fn detection_summary_on_thread(db: Db) {
+    let alice = user(&db, "alice").await;
+    let t = thread(&db, &alice, "t").await;
+    let all = ThreadFilter::new(Scope::All);
+    let fresh = db.find_thread(&all, t.uuid).await.unwrap().unwrap();
+    assert!(fresh.flags.is_empty());
+    assert!(!fresh.is_flagged());
+    assert_eq!(fresh.max_severity(), "none");
+
+    let low = db
+        .insert_message(t.id, &msg(Role::User, 1, None))
+        .await
+        .unwrap();
+    db.record_detection(low.id, &flagged(Severity::Low))
+        .await
+        .unwrap();
+    let high = db
+        .insert_message(t.id, &msg(Role::User, 3, None))
+        .await
+        .unwrap();
+    db.record_detection(high.id, &flagged(Severity::High))
+        .await
+        .unwrap();
+    let medium = db
+        .insert_message(t.id, &msg(Role::User, 5, None))
+        .await
+        .unwrap();
+    db.record_detection(medium.id, &flagged(Severity::Medium))
+        .await
+        .unwrap();
+
+    let summarised = db.find_thread(&all, t.uuid).await.unwrap().unwrap();
+    assert!(summarised.is_flagged());
+    assert_eq!(summarised.max_severity(), "high");
+    assert_eq!(
+        serde_json::Value::Object(summarised.flags.clone()),
+        serde_json::json!({"is_flagged": true, "max_severity": "high"})
+    );
+    assert!(summarised.modified > fresh.modified);
+
+    // An unflagged verdict does not touch the summary.
+    let clean = db
+        .insert_message(t.id, &msg(Role::User, 7, None))
+        .await
+        .unwrap();
+    db.record_detection(clean.id, &Detection::default())
+        .await
+        .unwrap();
+    let after = db.find_thread(&all, t.uuid).await.unwrap().unwrap();
+    assert_eq!(after.modified, summarised.modified);
+    assert!(matches!(
+        db.record_detection(999_999, &Detection::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn audit_events_round_trip(db: Db) {
+    let alice = user(&db, "alice").await;
+    let admin = user(&db, "admin").await;
+    let mut context = serde_json::Map::new();
+    context.insert("thread".into(), "abc".into());
+    let event = db
+        .record_audit_event(&NewAuditEvent {
+            event_type: "chat_thread_accessed".into(),
+            message: "Chat data of alice accessed by admin".into(),
+            actor_id: Some(admin.id),
+            target_id: Some(alice.id),
+            context: context.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(event.context, context);
+    let about_alice = db.list_audit_events(Some(alice.id)).await.unwrap();
+    assert_eq!(about_alice, [event]);
+    assert!(
+        db.list_audit_events(Some(admin.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.list_audit_events(None).await.unwrap().len(), 1);
+}
+
+palisade_store::test_on_both_backends!(
+    users_are_unique_by_username,
+    tokens_are_found_by_prefix,
+    one_session_per_user_even_when_racing,
+    sessions_are_scoped_and_newest_first,
+    thread_list_scope_pagination_and_order,
+    thread_filters,
+    message_count_includes_replaced_rows,
+    active_sequence_index_is_unique,
+    message_list_history_scope_and_filters,
+    detection_summary_on_thread,
+    audit_events_round_trip,
+);
