@@ -1,0 +1,82 @@
+//! The application error type: every failure a handler can return, rendered
+//! as the DRF-style JSON body and status the reference uses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_store::StoreError;
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 with `WWW-Authenticate: Token`.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// 404 `{"detail": …}`; also what a caller gets for objects it may not see.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// 405 `{"detail":"Method \"X\" not allowed."}`.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    /// 400 `{"field": ["message", …], …}` in field order.
+    #[error("invalid input: {0:?}")]
+    Validation(Vec<(String, String)>),
+    /// Anything the store could not do; logged, answered with a generic 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// DRF's body for a detail object that does not exist or is not visible.
+    pub fn not_found() -> ApiError {
+        ApiError::NotFound("Not found.")
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Validation(vec![(field.to_owned(), message.into())])
+    }
+}
+
+fn detail(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "detail": text }))).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Unauthenticated(text) => {
+                let mut response = detail(StatusCode::UNAUTHORIZED, text);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                response
+            }
+            ApiError::NotFound(text) => detail(StatusCode::NOT_FOUND, text),
+            ApiError::MethodNotAllowed(method) => detail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("Method \"{method}\" not allowed."),
+            ),
+            ApiError::Validation(errors) => {
+                let mut body = Map::new();
+                for (field, message) in errors {
+                    let entry = body
+                        .entry(field)
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(list) = entry {
+                        list.push(Value::String(message));
+                    }
+                }
+                (StatusCode::BAD_REQUEST, Json(Value::Object(body))).into_response()
+            }
+            ApiError::Store(err) => {
+                tracing::error!(error = %err, "store failure");
+                detail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "A server error occurred.",
+                )
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,155 @@
+//! Query-string parsing with the reference's (Django's) rules: the last value
+//! of a repeated key wins, empty values mean "no filter", some invalid values
+//! are ignored and others are 400s with Django's messages.
+
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The decoded query string, in order. Extracting it never fails.
+#[derive(Debug, Default, Clone)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(QueryParams(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        ))
+    }
+}
+
+impl QueryParams {
+    /// The last value of `key`, as Django's `QueryDict.get` returns it.
+    pub fn last(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The last value of `key`, unless it is empty (django-filter skips those).
+    pub fn non_empty(&self, key: &str) -> Option<&str> {
+        self.last(key).filter(|v| !v.is_empty())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Django's `NullBooleanSelect`: these spellings mean true or false, anything
+/// else means "no value" and the filter is skipped.
+pub fn django_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" | "True" | "2" => Some(true),
+        "false" | "False" | "3" => Some(false),
+        _ => None,
+    }
+}
+
+/// A UUID in the 32-hex or hyphenated form (the reference accepts both).
+pub fn parse_uuid(value: &str) -> Option<Uuid> {
+    let value = value.trim();
+    if value.len() == 32 || value.len() == 36 {
+        Uuid::try_parse(value).ok()
+    } else {
+        None
+    }
+}
+
+/// Collects the 400 messages of a query string, field by field, so one
+/// response reports every invalid filter as Django's form would.
+#[derive(Default)]
+pub struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push((field.to_owned(), message.into()));
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+
+    /// Parses an optional UUID filter (`user=`, `thread=`).
+    pub fn uuid(&mut self, params: &QueryParams, field: &str) -> Option<Uuid> {
+        let value = params.non_empty(field)?;
+        let parsed = parse_uuid(value);
+        if parsed.is_none() {
+            self.add(field, "Enter a valid UUID.");
+        }
+        parsed
+    }
+
+    /// Parses an optional date filter in Django's default input formats.
+    pub fn date(&mut self, params: &QueryParams, field: &str) -> Option<NaiveDate> {
+        let value = params.non_empty(field)?.trim();
+        let parsed = ["%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y"]
+            .iter()
+            .find_map(|format| NaiveDate::parse_from_str(value, format).ok());
+        if parsed.is_none() {
+            self.add(field, "Enter a valid date.");
+        }
+        parsed
+    }
+
+    /// Parses an optional choice; `parse` returns `None` for a bad value.
+    pub fn choice<T>(
+        &mut self,
+        params: &QueryParams,
+        field: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let value = params.non_empty(field)?;
+        let parsed = parse(value);
+        if parsed.is_none() {
+            self.add(field, invalid_choice(value));
+        }
+        parsed
+    }
+}
+
+pub fn invalid_choice(value: &str) -> String {
+    format!("Select a valid choice. {value} is not one of the available choices.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        let hex = "3f2c8a1e9b7d4c6a8e5f1a2b3c4d5e6f";
+        let hyphenated = "3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f";
+        assert_eq!(parse_uuid(hex), parse_uuid(hyphenated));
+        assert!(parse_uuid(hex).is_some());
+        assert!(parse_uuid("{3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f}").is_none());
+        assert!(parse_uuid("not-a-uuid").is_none());
+    }
+
+    #[test]
+    fn booleans_follow_django() {
+        assert_eq!(django_bool("True"), Some(true));
+        assert_eq!(django_bool("3"), Some(false));
+        assert_eq!(django_bool("yes"), None);
+        assert_eq!(django_bool("1"), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! The route table. Every endpoint answers unknown methods with DRF's 405
+//! body (after authentication, as DRF checks credentials first) and OPTIONS
+//! with a small metadata object; unknown paths get a JSON 404.
+
+mod docs;
+mod messages;
+mod sessions;
+mod threads;
+
+use axum::Json;
+use axum::Router;
+use axum::http::header::ALLOW;
+use axum::http::{HeaderValue, Method};
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, any, get, post};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+
+pub use docs::ApiDoc;
+
+/// An endpoint: its handlers, plus OPTIONS and the 405 fallback.
+fn endpoint(
+    name: &'static str,
+    allow: &'static str,
+    handlers: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
+    handlers
+        .options(move |_user: AuthUser| async move {
+            let body = json!({
+                "name": name,
+                "description": "",
+                "renders": ["application/json"],
+                "parses": ["application/json"],
+            });
+            ([(ALLOW, HeaderValue::from_static(allow))], Json(body))
+        })
+        .fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(_user: AuthUser, method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::not_found()
+}
+
+/// The load balancer's probe: no database, no authentication.
+async fn health() -> &'static str {
+    "ok"
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/chat-sessions/",
+            endpoint(
+                "Chat Session List",
+                "GET, HEAD, OPTIONS",
+                get(sessions::list),
+            ),
+        )
+        .route(
+            "/api/chat-sessions/current/",
+            endpoint(
+                "Chat Session Current",
+                "GET, HEAD, OPTIONS",
+                get(sessions::current),
+            ),
+        )
+        .route(
+            "/api/chat-sessions/{uuid}/",
+            endpoint(
+                "Chat Session Instance",
+                "GET, HEAD, OPTIONS",
+                get(sessions::retrieve),
+            ),
+        )
+        .route(
+            "/api/chat-threads/",
+            endpoint("Chat Thread List", "GET, HEAD, OPTIONS", get(threads::list)),
+        )
+        .route(
+            "/api/chat-threads/{uuid}/",
+            endpoint(
+                "Chat Thread Instance",
+                "GET, HEAD, OPTIONS",
+                get(threads::retrieve),
+            ),
+        )
+        .route(
+            "/api/chat-threads/{uuid}/archive/",
+            endpoint(
+                "Chat Thread Archive",
+                "POST, OPTIONS",
+                post(threads::archive),
+            ),
+        )
+        .route(
+            "/api/chat-threads/{uuid}/unarchive/",
+            endpoint(
+                "Chat Thread Unarchive",
+                "POST, OPTIONS",
+                post(threads::unarchive),
+            ),
+        )
+        .route(
+            "/api/chat-messages/",
+            endpoint(
+                "Chat Message List",
+                "GET, HEAD, OPTIONS",
+                get(messages::list),
+            ),
+        )
+        // Retrieve is disabled in the reference: the URL exists, every method is 405.
+        .route("/api/chat-messages/{uuid}/", any(method_not_allowed))
+        .route("/healthz", get(health))
+        .fallback(not_found)
+        .with_state(state);
+    api.merge(docs::routes())
+}
