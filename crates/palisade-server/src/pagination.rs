@@ -31,13 +31,20 @@ impl Page {
 }
 
 /// DRF's `_positive_int(strict=True)`: zero, negatives and junk fall back to
-/// the default; large values are clamped.
+/// the default; large values are clamped, even those too large for an `i64`
+/// (Python's `int` has no such limit).
 fn page_size(params: &QueryParams) -> i64 {
-    params
-        .last("page_size")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|&n| n > 0)
-        .map_or(DEFAULT_PAGE_SIZE, |n| n.min(MAX_PAGE_SIZE))
+    let Some(text) = params.last("page_size").map(str::trim) else {
+        return DEFAULT_PAGE_SIZE;
+    };
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let is_integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<i64>() {
+        Ok(n) if n > 0 => n.min(MAX_PAGE_SIZE),
+        // An integer too large for an `i64` is far above the maximum.
+        Err(_) if is_integer => MAX_PAGE_SIZE,
+        _ => DEFAULT_PAGE_SIZE,
+    }
 }
 
 /// Resolves `page` (1-based, or `last`) for `total` rows; anything that is not
@@ -190,6 +197,8 @@ mod tests {
             assert_eq!(page_size(&params(query)), size, "{query}");
         }
         assert_eq!(page_size(&params("page_size=1000")), 300);
+        assert_eq!(page_size(&params("page_size=99999999999999999999")), 300);
+        assert_eq!(page_size(&params("page_size=-99999999999999999999")), 10);
         assert_eq!(page_size(&params("page_size=25")), 25);
     }
 

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -25,6 +25,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         ))
+    }
+}
+
+/// The `{uuid}` segment of an object's path. Anything that is not a UUID —
+/// including a segment that does not even decode to UTF-8 — is `None`, which
+/// handlers answer with 404 as the reference does (nothing can match it).
+pub struct PathUuid(pub Option<Uuid>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathUuid {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let segment = Path::<String>::from_request_parts(parts, state).await.ok();
+        Ok(PathUuid(segment.and_then(|Path(id)| parse_uuid(&id))))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/api/chat-sessions/`: each user's single chat session.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::IntoResponse;
 use palisade_store::Scope;
@@ -12,7 +12,7 @@ use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination;
-use crate::params::{QueryParams, parse_uuid};
+use crate::params::{PathUuid, QueryParams};
 use crate::render::{Detail, Fieldset, SessionOut};
 
 /// List chat sessions: your own, or everyone's for staff and support.
@@ -79,10 +79,10 @@ pub async fn current(
 pub async fn retrieve(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathUuid(uuid): PathUuid,
     params: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let uuid = parse_uuid(&id).ok_or_else(ApiError::not_found)?;
+    let uuid = uuid.ok_or_else(ApiError::not_found)?;
     let session = state
         .store
         .find_session(Scope::for_user(&user), uuid)

@@ -1,18 +1,19 @@
 //! `/api/chat-threads/`: list, retrieve, archive and unarchive threads.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use palisade_store::{Scope, Severity, ThreadFilter, ThreadOrder, ThreadOrderField, User};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination;
-use crate::params::{Problems, QueryParams, django_bool, invalid_choice, parse_uuid};
+use crate::params::{PathUuid, Problems, QueryParams, django_bool, invalid_choice};
 use crate::render::{Detail, FieldErrors, Fieldset, ThreadOut};
 
 fn parse_order(value: &str) -> Result<Vec<ThreadOrder>, String> {
@@ -36,8 +37,9 @@ fn parse_order(value: &str) -> Result<Vec<ThreadOrder>, String> {
 }
 
 /// The list filters, which also apply to retrieve, archive and unarchive.
-/// Invalid values of `user`, `created`, `modified`, `max_severity` and `o`
-/// are 400s; invalid booleans are ignored, as in the reference.
+/// Invalid values of `user`, `created`, `modified`, `max_severity`, `query`
+/// (a NUL character) and `o` are 400s; invalid booleans are ignored, as in
+/// the reference.
 fn thread_filter(user: &User, params: &QueryParams) -> Result<ThreadFilter, ApiError> {
     let mut problems = Problems::default();
     let mut filter = ThreadFilter::new(Scope::for_user(user));
@@ -52,6 +54,10 @@ fn thread_filter(user: &User, params: &QueryParams) -> Result<ThreadFilter, ApiE
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(str::to_owned);
+    // Django's CharField refuses NUL (and PostgreSQL could not take it).
+    if filter.query.as_deref().is_some_and(|q| q.contains('\0')) {
+        problems.add("query", "Null characters are not allowed.");
+    }
     if let Some(order) = params.non_empty("o") {
         match parse_order(order) {
             Ok(order) => filter.order = order,
@@ -125,11 +131,11 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathUuid(uuid): PathUuid,
     params: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let filter = thread_filter(&user, &params)?;
-    let uuid = parse_uuid(&id).ok_or_else(ApiError::not_found)?;
+    let uuid = uuid.ok_or_else(ApiError::not_found)?;
     let thread = state
         .store
         .find_thread(&filter, uuid)
@@ -154,12 +160,12 @@ pub async fn retrieve(
 async fn set_archived(
     state: AppState,
     user: User,
-    id: String,
+    uuid: Option<Uuid>,
     params: QueryParams,
     archived: bool,
 ) -> ApiResult<StatusCode> {
     let filter = thread_filter(&user, &params)?;
-    let uuid = parse_uuid(&id).ok_or_else(ApiError::not_found)?;
+    let uuid = uuid.ok_or_else(ApiError::not_found)?;
     if state
         .store
         .set_thread_archived(&filter, uuid, archived)
@@ -185,10 +191,10 @@ async fn set_archived(
 pub async fn archive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathUuid(uuid): PathUuid,
     params: QueryParams,
 ) -> ApiResult<StatusCode> {
-    set_archived(state, user, id, params, true).await
+    set_archived(state, user, uuid, params, true).await
 }
 
 /// Unarchive a thread. The request body is ignored.
@@ -204,10 +210,10 @@ pub async fn archive(
 pub async fn unarchive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathUuid(uuid): PathUuid,
     params: QueryParams,
 ) -> ApiResult<StatusCode> {
-    set_archived(state, user, id, params, false).await
+    set_archived(state, user, uuid, params, false).await
 }
 
 #[cfg(test)]
