@@ -320,6 +320,19 @@ impl ThreadFilter {
     }
 }
 
+impl ThreadFilter {
+    /// True when only the scope (and perhaps the owner) restricts the rows,
+    /// so the count is the sessions' thread counters.
+    pub(crate) fn counts_whole_sessions(&self) -> bool {
+        self.created_on.is_none()
+            && self.modified_on.is_none()
+            && self.is_archived.is_none()
+            && self.is_flagged.is_none()
+            && self.max_severity.is_none()
+            && self.query.is_none()
+    }
+}
+
 /// The message list filters of the API, already validated.
 #[derive(Debug, Clone)]
 pub struct MessageFilter {

@@ -38,5 +38,6 @@ sql_store! {
     store = PostgresStore,
     name = "postgres",
     migrator = sqlx::migrate!("./migrations/postgres"),
+    dialect = crate::sql::Dialect { like: "ILIKE" },
     row_lock = " FOR UPDATE",
 }

@@ -99,6 +99,33 @@ impl TokenRow {
     }
 }
 
+/// A token and its owner, read in one round trip on every authenticated request.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenOwnerRow {
+    token_id: i64,
+    token_prefix: String,
+    token_hash: Vec<u8>,
+    token_created: i64,
+    token_expires: Option<i64>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+impl TokenOwnerRow {
+    pub(crate) fn into_model(self) -> Result<(StoredToken, User)> {
+        let user = self.user.into_model()?;
+        let token = StoredToken {
+            id: self.token_id,
+            user_id: user.id,
+            prefix: self.token_prefix,
+            hash: self.token_hash,
+            created: from_micros(self.token_created),
+            expires: self.token_expires.map(from_micros),
+        };
+        Ok((token, user))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
     id: i64,

@@ -51,11 +51,20 @@ fn day_range(day: NaiveDate) -> (i64, i64) {
     (start(day), end)
 }
 
+/// What differs in the SQL text between the two backends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// The case-insensitive LIKE: SQLite's `LIKE` already ignores (ASCII)
+    /// case; PostgreSQL needs `ILIKE`. Neither wraps columns in `LOWER()`,
+    /// which would cost a function call per row.
+    pub like: &'static str,
+}
+
 /// Escapes `%`, `_` and `\` so user text matches literally under `ESCAPE '\'`.
 fn like_pattern(needle: &str) -> String {
     let mut pattern = String::with_capacity(needle.len() + 2);
     pattern.push('%');
-    for ch in needle.to_lowercase().chars() {
+    for ch in needle.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             pattern.push('\\');
         }
@@ -65,7 +74,7 @@ fn like_pattern(needle: &str) -> String {
     pattern
 }
 
-fn push_thread_where<DB>(qb: &mut QueryBuilder<DB>, filter: &ThreadFilter)
+fn push_thread_where<DB>(qb: &mut QueryBuilder<DB>, dialect: Dialect, filter: &ThreadFilter)
 where
     DB: Database,
     for<'t> i64: Encode<'t, DB>,
@@ -110,20 +119,23 @@ where
         }
     }
     if let Some(query) = filter.query.as_deref() {
+        // The owner columns are matched once, in a subquery over users, rather
+        // than on every thread row.
         let pattern = like_pattern(query);
-        qb.push(" AND (");
-        for (i, column) in ["t.name", "u.username", "u.full_name", "u.email"]
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                qb.push(" OR ");
-            }
-            qb.push(format_args!("LOWER({column}) LIKE "))
+        let like = |qb: &mut QueryBuilder<DB>, column: &str| {
+            qb.push(format_args!("{column} {} ", dialect.like))
                 .push_bind(pattern.clone())
                 .push(" ESCAPE '\\'");
-        }
-        qb.push(")");
+        };
+        qb.push(" AND (");
+        like(qb, "t.name");
+        qb.push(" OR s.user_id IN (SELECT id FROM users WHERE ");
+        like(qb, "username");
+        qb.push(" OR ");
+        like(qb, "full_name");
+        qb.push(" OR ");
+        like(qb, "email");
+        qb.push("))");
     }
 }
 
@@ -148,8 +160,9 @@ fn push_thread_order<DB: Database>(qb: &mut QueryBuilder<DB>, alias: &str, order
     qb.push(format_args!("{alias}.id {direction}"));
 }
 
-/// `SELECT COUNT(*)` of the threads a filter matches.
-pub(crate) fn count_threads<DB>(filter: &ThreadFilter) -> QueryBuilder<DB>
+/// The number of threads a filter matches: the sessions' counters when only
+/// scope and owner restrict it, otherwise `COUNT(*)` over the matching rows.
+pub(crate) fn count_threads<DB>(dialect: Dialect, filter: &ThreadFilter) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'t> i64: Encode<'t, DB>,
@@ -160,17 +173,31 @@ where
     bool: Type<DB>,
     DB::Arguments: Default,
 {
+    if filter.counts_whole_sessions() {
+        let mut qb = QueryBuilder::new(
+            "SELECT CAST(COALESCE(SUM(s.thread_count), 0) AS BIGINT) FROM chat_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE 1 = 1",
+        );
+        if let Some(owner) = filter.scope.owner() {
+            qb.push(" AND s.user_id = ").push_bind(owner);
+        }
+        if let Some(user) = filter.user {
+            qb.push(" AND u.uuid = ").push_bind(uuid_text(user));
+        }
+        return qb;
+    }
     let mut qb = QueryBuilder::new(
         "SELECT COUNT(*) FROM threads t JOIN chat_sessions s ON s.id = t.session_id \
          JOIN users u ON u.id = s.user_id",
     );
-    push_thread_where(&mut qb, filter);
+    push_thread_where(&mut qb, dialect, filter);
     qb
 }
 
 /// One page of threads (or, with `uuid`, the single matching thread), with
 /// `message_count` computed for the page rows only.
 pub(crate) fn select_threads<DB>(
+    dialect: Dialect,
     filter: &ThreadFilter,
     uuid: Option<uuid::Uuid>,
     limit: i64,
@@ -188,7 +215,7 @@ where
 {
     let mut qb = QueryBuilder::new(format!("SELECT p.*, {MESSAGE_COUNT} FROM ("));
     qb.push(THREAD_SELECT);
-    push_thread_where(&mut qb, filter);
+    push_thread_where(&mut qb, dialect, filter);
     if let Some(uuid) = uuid {
         qb.push(" AND t.uuid = ").push_bind(uuid_text(uuid));
     }
@@ -257,7 +284,7 @@ mod tests {
 
     #[test]
     fn like_pattern_escapes_wildcards() {
-        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\b%");
+        assert_eq!(like_pattern("50%_a\\B"), "%50\\%\\_a\\\\B%");
     }
 
     #[test]

@@ -13,6 +13,7 @@ macro_rules! sql_store {
         store = $store:ty,
         name = $name:literal,
         migrator = $migrator:expr,
+        dialect = $dialect:expr,
         row_lock = $row_lock:literal $(,)?
     ) => {
         #[async_trait::async_trait]
@@ -100,23 +101,18 @@ macro_rules! sql_store {
                 &self,
                 prefix: &str,
             ) -> $crate::Result<Option<($crate::StoredToken, $crate::User)>> {
-                let token: Option<$crate::rows::TokenRow> = sqlx::query_as(
-                    "SELECT id, user_id, prefix, hash, created, expires FROM api_tokens \
-                     WHERE prefix = $1",
+                sqlx::query_as::<_, $crate::rows::TokenOwnerRow>(
+                    "SELECT k.id AS token_id, k.prefix AS token_prefix, k.hash AS token_hash, \
+                     k.created AS token_created, k.expires AS token_expires, u.id, u.uuid, \
+                     u.username, u.full_name, u.email, u.is_staff, u.is_support, u.is_active, \
+                     u.created FROM api_tokens k JOIN users u ON u.id = k.user_id \
+                     WHERE k.prefix = $1",
                 )
                 .bind(prefix)
                 .fetch_optional(&self.pool)
-                .await?;
-                let Some(token) = token.map($crate::rows::TokenRow::into_model) else {
-                    return Ok(None);
-                };
-                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS);
-                let user = sqlx::query_as::<_, $crate::rows::UserRow>(sqlx::AssertSqlSafe(sql))
-                    .bind(token.user_id)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .into_model()?;
-                Ok(Some((token, user)))
+                .await?
+                .map($crate::rows::TokenOwnerRow::into_model)
+                .transpose()
             }
 
             async fn get_or_create_session(&self, user_id: i64) -> $crate::Result<$crate::ChatSession> {
@@ -188,6 +184,7 @@ macro_rules! sql_store {
 
             async fn create_thread(&self, session_id: i64, name: &str) -> $crate::Result<$crate::Thread> {
                 let uuid = uuid::Uuid::new_v4();
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO threads (uuid, session_id, name, created, modified) \
                      VALUES ($1, $2, $3, $4, $4)",
@@ -196,8 +193,13 @@ macro_rules! sql_store {
                 .bind(session_id)
                 .bind(name)
                 .bind($crate::now().timestamp_micros())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query("UPDATE chat_sessions SET thread_count = thread_count + 1 WHERE id = $1")
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 let all = $crate::ThreadFilter::new($crate::Scope::All);
                 self.find_thread(&all, uuid)
                     .await?
@@ -205,7 +207,7 @@ macro_rules! sql_store {
             }
 
             async fn count_threads(&self, filter: &$crate::ThreadFilter) -> $crate::Result<i64> {
-                Ok($crate::sql::count_threads(filter)
+                Ok($crate::sql::count_threads($dialect, filter)
                     .build_query_scalar()
                     .fetch_one(&self.pool)
                     .await?)
@@ -216,7 +218,7 @@ macro_rules! sql_store {
                 filter: &$crate::ThreadFilter,
                 window: $crate::Window,
             ) -> $crate::Result<Vec<$crate::Thread>> {
-                let rows = $crate::sql::select_threads(filter, None, window.limit, window.offset)
+                let rows = $crate::sql::select_threads($dialect, filter, None, window.limit, window.offset)
                     .build_query_as::<$crate::rows::ThreadRow>()
                     .fetch_all(&self.pool)
                     .await?;
@@ -228,7 +230,7 @@ macro_rules! sql_store {
                 filter: &$crate::ThreadFilter,
                 uuid: uuid::Uuid,
             ) -> $crate::Result<Option<$crate::Thread>> {
-                $crate::sql::select_threads(filter, Some(uuid), 1, 0)
+                $crate::sql::select_threads($dialect, filter, Some(uuid), 1, 0)
                     .build_query_as::<$crate::rows::ThreadRow>()
                     .fetch_optional(&self.pool)
                     .await?

@@ -45,5 +45,6 @@ sql_store! {
     store = SqliteStore,
     name = "sqlite",
     migrator = sqlx::migrate!("./migrations/sqlite"),
+    dialect = crate::sql::Dialect { like: "LIKE" },
     row_lock = "",
 }

@@ -29,7 +29,10 @@ CREATE TABLE chat_sessions (
     uuid      TEXT    NOT NULL UNIQUE,
     user_id   BIGINT NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
     created   BIGINT  NOT NULL,
-    modified  BIGINT  NOT NULL
+    modified  BIGINT  NOT NULL,
+    -- Threads in this session, kept by the store when it creates one, so an
+    -- unfiltered thread list needs no COUNT over the user's threads.
+    thread_count BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX chat_sessions_created ON chat_sessions (created);
 
@@ -49,9 +52,13 @@ CREATE TABLE threads (
 );
 CREATE INDEX threads_session_created ON threads (session_id, created);
 CREATE INDEX threads_session_modified ON threads (session_id, modified);
+CREATE INDEX threads_session_flagged ON threads (session_id, is_flagged, created);
+CREATE INDEX threads_session_archived ON threads (session_id, is_archived, created);
+CREATE INDEX threads_session_severity ON threads (session_id, max_severity, created);
 CREATE INDEX threads_created ON threads (created);
 CREATE INDEX threads_modified ON threads (modified);
-CREATE INDEX threads_flagged ON threads (is_flagged, max_severity);
+-- The moderators' view: flagged threads of every user, newest first.
+CREATE INDEX threads_flagged ON threads (is_flagged, created);
 
 CREATE TABLE messages (
     id                    BIGSERIAL PRIMARY KEY,
