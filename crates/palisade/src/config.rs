@@ -83,6 +83,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// `figment::Jail` closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
