@@ -130,7 +130,7 @@ async fn sessions_are_scoped_and_newest_first(db: Db) {
         [b.uuid, a.uuid]
     );
     let mine = db.list_sessions(Scope::Owner(alice.id), ALL).await.unwrap();
-    assert_eq!(mine, [a.clone()]);
+    assert_eq!(mine, std::slice::from_ref(&a));
     assert_eq!(db.count_sessions(Scope::Owner(bob.id)).await.unwrap(), 1);
     assert!(
         db.find_session(Scope::Owner(bob.id), a.uuid)
