@@ -24,7 +24,7 @@ async fn seed_thread(store: Arc<dyn Store>, session_id: i64, n: usize) -> Result
         )
         .await?;
     for index in 1..=MESSAGES_PER_THREAD {
-        let role = if index % 2 == 1 {
+        let role = if !index.is_multiple_of(2) {
             Role::User
         } else {
             Role::Assistant
@@ -42,7 +42,7 @@ async fn seed_thread(store: Arc<dyn Store>, session_id: i64, n: usize) -> Result
                 },
             )
             .await?;
-        if n % 10 == 0 && index == 1 {
+        if n.is_multiple_of(10) && index == 1 {
             let detection = Detection {
                 is_flagged: true,
                 severity: Severity::High,
