@@ -24,7 +24,7 @@ async fn seed_thread(store: Arc<dyn Store>, session_id: i64, n: usize) -> Result
         )
         .await?;
     for index in 1..=MESSAGES_PER_THREAD {
-        let role = if !index.is_multiple_of(2) {
+        let role = if index % 2 == 1 {
             Role::User
         } else {
             Role::Assistant
