@@ -1,0 +1,165 @@
+//! The `palisade` binary end to end: `serve` bootstraps the admin and answers
+//! with the printed token; `user create` and `token create` work as scripts
+//! expect. Runs on SQLite and PostgreSQL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_store::Store;
+use palisade_store::testing::{Backend, POSTGRES_URL_VAR, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+fn palisade(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run palisade")
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts `serve` and returns it with everything it printed on stdout before
+/// it began listening (the bootstrap message, if any).
+fn serve(url: &str, port: u16) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args(["--database-url", url, "serve", "--bind"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The bootstrap message is written before the listener binds, so it is
+    // already in the pipe: collect until the pipe stays quiet.
+    let mut printed = String::new();
+    while let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    (server, printed)
+}
+
+fn token_in(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+}
+
+async fn get(port: u16, token: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dyn Store>) {
+    let port = free_port();
+    let (server, printed) = serve(&url, port);
+    let token = token_in(&printed).unwrap_or_else(|| panic!("no token in {printed:?}"));
+    assert!(printed.contains("admin"), "{printed}");
+    assert!(printed.contains(&format!("curl -H \"Authorization: Token {token}\"")));
+
+    let response = get(port, &token, "/api/chat-sessions/current/").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["user_username"], "admin");
+    let admin = store.user_by_username("admin").await.unwrap().unwrap();
+    assert!(admin.is_staff);
+
+    // Users and tokens made by the CLI work against the running server.
+    let created = palisade(
+        &url,
+        &[
+            "user",
+            "create",
+            "alice",
+            "--full-name",
+            "Alice A",
+            "--support",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let issued = palisade(&url, &["token", "create", "alice", "--ttl", "1h"]);
+    assert!(issued.status.success(), "{issued:?}");
+    let alice_token = String::from_utf8(issued.stdout).unwrap();
+    let alice_token = alice_token.trim_end();
+    assert!(
+        token_in(alice_token).as_deref() == Some(alice_token),
+        "stdout is only the token"
+    );
+    let sessions = get(port, alice_token, "/api/chat-sessions/").await;
+    assert_eq!(sessions.status(), 200);
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    assert!(alice.is_support && !alice.is_staff);
+    assert_eq!(alice.full_name, "Alice A");
+
+    // Mistakes are clear errors with a failing exit code.
+    let again = palisade(&url, &["user", "create", "alice"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let nobody = palisade(&url, &["token", "create", "nobody"]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named"));
+    assert!(nobody.stdout.is_empty());
+    drop(server);
+
+    // A second start finds users and creates no second admin.
+    let (_server, printed) = serve(&url, port);
+    assert!(token_in(&printed).is_none(), "{printed}");
+    assert_eq!(store.count_users().await.unwrap(), 2);
+}
+
+async fn run(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        println!("skipped: cli test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
+        return;
+    };
+    serve_bootstraps_admin_and_cli_manages_users(db.url.clone(), db.store.clone()).await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_serve_and_cli() {
+    run(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serve_and_cli() {
+    run(Backend::Postgres).await;
+}
