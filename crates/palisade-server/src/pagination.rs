@@ -47,29 +47,70 @@ fn page_size(params: &QueryParams) -> i64 {
     }
 }
 
-/// Resolves `page` (1-based, or `last`) for `total` rows; anything that is not
-/// an existing page is 404 `Invalid page.`.
-pub fn resolve(params: &QueryParams, total: i64) -> Result<Page, ApiError> {
-    let size = page_size(params);
-    let last = ((total + size - 1) / size).max(1);
-    let number = match params.last("page").map(str::trim) {
-        None | Some("") => 1,
-        Some("last") => last,
-        Some(text) => text
-            .strip_prefix('+')
-            .unwrap_or(text)
-            .parse::<i64>()
-            .map_err(|_| ApiError::NotFound("Invalid page."))?,
-    };
-    if !(1..=last).contains(&number) {
-        return Err(ApiError::NotFound("Invalid page."));
+/// The `page` and `page_size` a request asked for, before the total is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// `None` for `page=last`.
+    pub number: Option<i64>,
+    pub size: i64,
+}
+
+fn invalid_page() -> ApiError {
+    ApiError::NotFound("Invalid page.")
+}
+
+impl PageRequest {
+    /// Reads `page` (1-based, or `last`) and `page_size`; a `page` that cannot
+    /// be a page number is 404 `Invalid page.`.
+    pub fn parse(params: &QueryParams) -> Result<PageRequest, ApiError> {
+        let number = match params.last("page").map(str::trim) {
+            None | Some("") => Some(1),
+            Some("last") => None,
+            Some(text) => {
+                let number = text
+                    .strip_prefix('+')
+                    .unwrap_or(text)
+                    .parse::<i64>()
+                    .map_err(|_| invalid_page())?;
+                if number < 1 {
+                    return Err(invalid_page());
+                }
+                Some(number)
+            }
+        };
+        Ok(PageRequest {
+            number,
+            size: page_size(params),
+        })
     }
-    Ok(Page {
-        number,
-        last,
-        size,
-        total,
-    })
+
+    /// The rows of page `number`.
+    pub fn window(&self, number: i64) -> Window {
+        Window {
+            limit: self.size,
+            offset: number.saturating_sub(1).saturating_mul(self.size),
+        }
+    }
+
+    /// The requested page among `total` rows; 404 `Invalid page.` past the end.
+    pub fn resolve(&self, total: i64) -> Result<Page, ApiError> {
+        let last = ((total + self.size - 1) / self.size).max(1);
+        let number = self.number.unwrap_or(last);
+        if number > last {
+            return Err(invalid_page());
+        }
+        Ok(Page {
+            number,
+            last,
+            size: self.size,
+            total,
+        })
+    }
+}
+
+/// Resolves the request's page against a known total.
+pub fn resolve(params: &QueryParams, total: i64) -> Result<Page, ApiError> {
+    PageRequest::parse(params)?.resolve(total)
 }
 
 /// Python's `quote_plus`: unreserved characters stay, space becomes `+`.

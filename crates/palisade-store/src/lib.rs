@@ -64,7 +64,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_thread(&self, session_id: i64, name: &str) -> Result<Thread>;
     async fn count_threads(&self, filter: &ThreadFilter) -> Result<i64>;
-    async fn list_threads(&self, filter: &ThreadFilter, window: Window) -> Result<Vec<Thread>>;
+    /// One page of the threads a filter matches, and how many it matches in all.
+    async fn list_threads(&self, filter: &ThreadFilter, window: Window) -> Result<Listing<Thread>>;
     /// The thread with this uuid, if it also passes every filter.
     async fn find_thread(&self, filter: &ThreadFilter, uuid: Uuid) -> Result<Option<Thread>>;
     /// Sets `is_archived` (bumping `modified`) on the thread if it passes the

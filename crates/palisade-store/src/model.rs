@@ -343,6 +343,13 @@ pub struct MessageFilter {
     pub include_history: bool,
 }
 
+/// One page of a list and the number of rows in the whole list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub total: i64,
+    pub items: Vec<T>,
+}
+
 /// A window into an ordered list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -190,6 +190,14 @@ impl ThreadRow {
     }
 }
 
+/// A thread of a page, with the count of the whole filter.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ThreadPageRow {
+    #[sqlx(flatten)]
+    pub(crate) thread: ThreadRow,
+    pub(crate) total: i64,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
     id: i64,

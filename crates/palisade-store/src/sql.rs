@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::error::Result;
-use crate::model::{MessageFilter, Severity, ThreadFilter, ThreadOrder, ThreadOrderField};
+use crate::model::{MessageFilter, Severity, ThreadFilter, ThreadOrder, ThreadOrderField, Window};
 use crate::rows::{parse_object, uuid_text};
 
 pub(crate) const USER_COLUMNS: &str =
@@ -160,8 +160,40 @@ fn push_thread_order<DB: Database>(qb: &mut QueryBuilder<DB>, alias: &str, order
     qb.push(format_args!("{alias}.id {direction}"));
 }
 
-/// The number of threads a filter matches: the sessions' counters when only
-/// scope and owner restrict it, otherwise `COUNT(*)` over the matching rows.
+/// Pushes the `SELECT` counting the threads a filter matches: the sessions'
+/// counters when only scope and owner restrict it, otherwise `COUNT(*)` over
+/// the matching rows.
+fn push_count_threads<DB>(qb: &mut QueryBuilder<DB>, dialect: Dialect, filter: &ThreadFilter)
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB>,
+    i64: Type<DB>,
+    for<'t> String: Encode<'t, DB>,
+    String: Type<DB>,
+    for<'t> bool: Encode<'t, DB>,
+    bool: Type<DB>,
+{
+    if filter.counts_whole_sessions() {
+        qb.push(
+            "SELECT CAST(COALESCE(SUM(s.thread_count), 0) AS BIGINT) FROM chat_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE 1 = 1",
+        );
+        if let Some(owner) = filter.scope.owner() {
+            qb.push(" AND s.user_id = ").push_bind(owner);
+        }
+        if let Some(user) = filter.user {
+            qb.push(" AND u.uuid = ").push_bind(uuid_text(user));
+        }
+        return;
+    }
+    qb.push(
+        "SELECT COUNT(*) FROM threads t JOIN chat_sessions s ON s.id = t.session_id \
+         JOIN users u ON u.id = s.user_id",
+    );
+    push_thread_where(qb, dialect, filter);
+}
+
+/// The number of threads a filter matches.
 pub(crate) fn count_threads<DB>(dialect: Dialect, filter: &ThreadFilter) -> QueryBuilder<DB>
 where
     DB: Database,
@@ -173,25 +205,18 @@ where
     bool: Type<DB>,
     DB::Arguments: Default,
 {
-    if filter.counts_whole_sessions() {
-        let mut qb = QueryBuilder::new(
-            "SELECT CAST(COALESCE(SUM(s.thread_count), 0) AS BIGINT) FROM chat_sessions s \
-             JOIN users u ON u.id = s.user_id WHERE 1 = 1",
-        );
-        if let Some(owner) = filter.scope.owner() {
-            qb.push(" AND s.user_id = ").push_bind(owner);
-        }
-        if let Some(user) = filter.user {
-            qb.push(" AND u.uuid = ").push_bind(uuid_text(user));
-        }
-        return qb;
-    }
-    let mut qb = QueryBuilder::new(
-        "SELECT COUNT(*) FROM threads t JOIN chat_sessions s ON s.id = t.session_id \
-         JOIN users u ON u.id = s.user_id",
-    );
-    push_thread_where(&mut qb, dialect, filter);
+    let mut qb = QueryBuilder::new("");
+    push_count_threads(&mut qb, dialect, filter);
     qb
+}
+
+/// What `select_threads` returns besides the thread columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WithTotal {
+    No,
+    /// A `total` column: the count of the whole filter, computed once per
+    /// statement, so a page and its count take one round trip.
+    Yes,
 }
 
 /// One page of threads (or, with `uuid`, the single matching thread), with
@@ -200,8 +225,8 @@ pub(crate) fn select_threads<DB>(
     dialect: Dialect,
     filter: &ThreadFilter,
     uuid: Option<uuid::Uuid>,
-    limit: i64,
-    offset: i64,
+    window: Window,
+    total: WithTotal,
 ) -> QueryBuilder<DB>
 where
     DB: Database,
@@ -213,16 +238,26 @@ where
     bool: Type<DB>,
     DB::Arguments: Default,
 {
-    let mut qb = QueryBuilder::new(format!("SELECT p.*, {MESSAGE_COUNT} FROM ("));
+    let mut qb = QueryBuilder::new(format!("SELECT p.*, {MESSAGE_COUNT}"));
+    if total == WithTotal::Yes {
+        qb.push(", (");
+        push_count_threads(&mut qb, dialect, filter);
+        qb.push(") AS total");
+    }
+    qb.push(" FROM (");
     qb.push(THREAD_SELECT);
     push_thread_where(&mut qb, dialect, filter);
     if let Some(uuid) = uuid {
         qb.push(" AND t.uuid = ").push_bind(uuid_text(uuid));
     }
     push_thread_order(&mut qb, "t", &filter.order);
-    qb.push(" LIMIT ").push_bind(limit);
-    qb.push(" OFFSET ").push_bind(offset);
-    qb.push(") p");
+    // Literals, not bind parameters: SQLite re-plans a statement on every
+    // execution when a LIMIT is a parameter (the planner looks at its value),
+    // which made each page query parse and plan anew. Both are integers.
+    qb.push(format_args!(
+        " LIMIT {} OFFSET {}) p",
+        window.limit, window.offset
+    ));
     push_thread_order(&mut qb, "p", &filter.order);
     qb
 }

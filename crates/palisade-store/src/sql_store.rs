@@ -154,10 +154,11 @@ macro_rules! sql_store {
                 if let Some(owner) = scope.owner() {
                     qb.push(" WHERE s.user_id = ").push_bind(owner);
                 }
-                qb.push(" ORDER BY s.created DESC, s.id DESC LIMIT ")
-                    .push_bind(window.limit)
-                    .push(" OFFSET ")
-                    .push_bind(window.offset);
+                // Literal integers: see `sql::select_threads` on LIMIT parameters.
+                qb.push(format_args!(
+                    " ORDER BY s.created DESC, s.id DESC LIMIT {} OFFSET {}",
+                    window.limit, window.offset
+                ));
                 let rows = qb
                     .build_query_as::<$crate::rows::SessionRow>()
                     .fetch_all(&self.pool)
@@ -217,12 +218,24 @@ macro_rules! sql_store {
                 &self,
                 filter: &$crate::ThreadFilter,
                 window: $crate::Window,
-            ) -> $crate::Result<Vec<$crate::Thread>> {
-                let rows = $crate::sql::select_threads($dialect, filter, None, window.limit, window.offset)
-                    .build_query_as::<$crate::rows::ThreadRow>()
-                    .fetch_all(&self.pool)
-                    .await?;
-                $crate::rows::convert_all(rows, $crate::rows::ThreadRow::into_model)
+            ) -> $crate::Result<$crate::Listing<$crate::Thread>> {
+                let rows = $crate::sql::select_threads(
+                    $dialect,
+                    filter,
+                    None,
+                    window,
+                    $crate::sql::WithTotal::Yes,
+                )
+                .build_query_as::<$crate::rows::ThreadPageRow>()
+                .fetch_all(&self.pool)
+                .await?;
+                // An empty page carries no total column to read it from.
+                let total = match rows.first() {
+                    Some(row) => row.total,
+                    None => self.count_threads(filter).await?,
+                };
+                let items = $crate::rows::convert_all(rows, |row| row.thread.into_model())?;
+                Ok($crate::Listing { total, items })
             }
 
             async fn find_thread(
@@ -230,7 +243,8 @@ macro_rules! sql_store {
                 filter: &$crate::ThreadFilter,
                 uuid: uuid::Uuid,
             ) -> $crate::Result<Option<$crate::Thread>> {
-                $crate::sql::select_threads($dialect, filter, Some(uuid), 1, 0)
+                let first = $crate::Window { limit: 1, offset: 0 };
+                $crate::sql::select_threads($dialect, filter, Some(uuid), first, $crate::sql::WithTotal::No)
                     .build_query_as::<$crate::rows::ThreadRow>()
                     .fetch_optional(&self.pool)
                     .await?

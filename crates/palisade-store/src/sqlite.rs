@@ -29,6 +29,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection to a local file cannot go stale; the default
+            // liveness ping would cost a worker-thread round trip per query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })

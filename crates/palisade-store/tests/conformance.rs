@@ -168,9 +168,25 @@ async fn thread_list_scope_pagination_and_order(db: Db) {
         )
         .await
         .unwrap();
+    assert_eq!(page.total, 5);
+    let past_the_end = db
+        .list_threads(
+            &mine,
+            Window {
+                limit: 10,
+                offset: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(past_the_end.items.is_empty());
+    assert_eq!(past_the_end.total, 5);
     // Newest first: items 2 and 3 of [4, 3, 2, 1, 0].
     assert_eq!(
-        page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        page.items
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
         ["alice 2", "alice 1"]
     );
 
@@ -185,7 +201,7 @@ async fn thread_list_scope_pagination_and_order(db: Db) {
         field: ThreadOrderField::Modified,
         descending: true,
     }];
-    let first = &db.list_threads(&by_modified, ALL).await.unwrap()[0];
+    let first = &db.list_threads(&by_modified, ALL).await.unwrap().items[0];
     assert_eq!(first.uuid, created[0].uuid);
     assert!(first.is_archived);
 
@@ -195,7 +211,7 @@ async fn thread_list_scope_pagination_and_order(db: Db) {
         descending: false,
     }];
     assert_eq!(
-        db.list_threads(&ascending, ALL).await.unwrap()[0].uuid,
+        db.list_threads(&ascending, ALL).await.unwrap().items[0].uuid,
         created[0].uuid
     );
 
@@ -238,7 +254,11 @@ async fn thread_filters(db: Db) {
     };
     let list = |f: ThreadFilter| {
         let db = db.clone();
-        async move { names(db.list_threads(&f, ALL).await.unwrap()) }
+        async move {
+            let listing = db.list_threads(&f, ALL).await.unwrap();
+            assert_eq!(listing.total, listing.items.len() as i64);
+            names(listing.items)
+        }
     };
     let base = || ThreadFilter::new(Scope::All);
 

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::pagination;
+use crate::pagination::{self, PageRequest};
 use crate::params::{PathUuid, Problems, QueryParams, django_bool, invalid_choice};
 use crate::render::{Detail, FieldErrors, Fieldset, ThreadOut};
 
@@ -100,11 +100,25 @@ pub async fn list(
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let filter = thread_filter(&user, &params)?;
-    let total = state.store.count_threads(&filter).await?;
-    let page = pagination::resolve(&params, total)?;
-    let threads = state.store.list_threads(&filter, page.window()).await?;
+    let request = PageRequest::parse(&params)?;
+    // A numbered page and its total come in one query; `page=last` must
+    // count first to know which page that is.
+    let number = match request.number {
+        Some(number) => number,
+        None => {
+            request
+                .resolve(state.store.count_threads(&filter).await?)?
+                .number
+        }
+    };
+    let listing = state
+        .store
+        .list_threads(&filter, request.window(number))
+        .await?;
+    let page = request.resolve(listing.total)?;
     let fields = Fieldset::from_params(&params);
-    let body: Vec<Value> = threads
+    let body: Vec<Value> = listing
+        .items
         .iter()
         .map(|t| fields.apply(&ThreadOut::from(t)))
         .collect();
