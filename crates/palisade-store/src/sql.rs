@@ -19,10 +19,20 @@ pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.uuid, s.user_id, u.uuid 
      u.username AS user_username, u.full_name AS user_full_name, s.created, s.modified \
      FROM chat_sessions s JOIN users u ON u.id = s.user_id";
 
-const THREAD_SELECT: &str = "SELECT t.id, t.uuid, t.name, s.uuid AS session_uuid, t.flags, \
-     t.is_archived, u.id AS user_id, u.uuid AS user_uuid, u.username AS user_username, \
-     u.full_name AS user_full_name, t.created, t.modified \
-     FROM threads t JOIN chat_sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id";
+/// The page of threads is chosen from `threads` alone (every filter is a
+/// condition on its columns or a subquery yielding session ids), so both
+/// planners walk one `(session_id, created)`-style index in order and stop
+/// after the page; the owner columns are joined to the page rows only.
+const THREAD_PAGE_COLUMNS: &str = "SELECT t.id, t.uuid, t.name, t.session_id, t.flags, \
+     t.is_archived, t.created, t.modified FROM threads t";
+
+const THREAD_OWNER_COLUMNS: &str = "p.id, p.uuid, p.name, s.uuid AS session_uuid, p.flags, \
+     p.is_archived, u.id AS user_id, u.uuid AS user_uuid, u.username AS user_username, \
+     u.full_name AS user_full_name, p.created, p.modified";
+
+/// Sessions whose owner matches a condition on `users` (alias `u2`).
+const SESSIONS_OF_USERS: &str =
+    "SELECT s2.id FROM chat_sessions s2 JOIN users u2 ON u2.id = s2.user_id WHERE ";
 
 /// `message_count` counts every row of the thread, replaced rows included. It
 /// is computed only for the rows of the page, through the
@@ -85,11 +95,19 @@ where
     bool: Type<DB>,
 {
     qb.push(" WHERE 1 = 1");
+    // A user has at most one session, so these are scalar subqueries: the
+    // planner treats the session id as a known value.
     if let Some(owner) = filter.scope.owner() {
-        qb.push(" AND s.user_id = ").push_bind(owner);
+        qb.push(" AND t.session_id = (SELECT id FROM chat_sessions WHERE user_id = ")
+            .push_bind(owner)
+            .push(")");
     }
     if let Some(user) = filter.user {
-        qb.push(" AND u.uuid = ").push_bind(uuid_text(user));
+        qb.push(format_args!(
+            " AND t.session_id = ({SESSIONS_OF_USERS}u2.uuid = "
+        ))
+        .push_bind(uuid_text(user))
+        .push(")");
     }
     for (column, day) in [
         ("t.created", filter.created_on),
@@ -129,12 +147,12 @@ where
         };
         qb.push(" AND (");
         like(qb, "t.name");
-        qb.push(" OR s.user_id IN (SELECT id FROM users WHERE ");
-        like(qb, "username");
+        qb.push(format_args!(" OR t.session_id IN ({SESSIONS_OF_USERS}"));
+        like(qb, "u2.username");
         qb.push(" OR ");
-        like(qb, "full_name");
+        like(qb, "u2.full_name");
         qb.push(" OR ");
-        like(qb, "email");
+        like(qb, "u2.email");
         qb.push("))");
     }
 }
@@ -186,10 +204,7 @@ where
         }
         return;
     }
-    qb.push(
-        "SELECT COUNT(*) FROM threads t JOIN chat_sessions s ON s.id = t.session_id \
-         JOIN users u ON u.id = s.user_id",
-    );
+    qb.push("SELECT COUNT(*) FROM threads t");
     push_thread_where(qb, dialect, filter);
 }
 
@@ -238,14 +253,14 @@ where
     bool: Type<DB>,
     DB::Arguments: Default,
 {
-    let mut qb = QueryBuilder::new(format!("SELECT p.*, {MESSAGE_COUNT}"));
+    let mut qb = QueryBuilder::new(format!("SELECT {THREAD_OWNER_COLUMNS}, {MESSAGE_COUNT}"));
     if total == WithTotal::Yes {
         qb.push(", (");
         push_count_threads(&mut qb, dialect, filter);
         qb.push(") AS total");
     }
     qb.push(" FROM (");
-    qb.push(THREAD_SELECT);
+    qb.push(THREAD_PAGE_COLUMNS);
     push_thread_where(&mut qb, dialect, filter);
     if let Some(uuid) = uuid {
         qb.push(" AND t.uuid = ").push_bind(uuid_text(uuid));
@@ -255,7 +270,8 @@ where
     // execution when a LIMIT is a parameter (the planner looks at its value),
     // which made each page query parse and plan anew. Both are integers.
     qb.push(format_args!(
-        " LIMIT {} OFFSET {}) p",
+        " LIMIT {} OFFSET {}) p JOIN chat_sessions s ON s.id = p.session_id \
+         JOIN users u ON u.id = s.user_id",
         window.limit, window.offset
     ));
     push_thread_order(&mut qb, "p", &filter.order);
