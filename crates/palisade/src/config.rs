@@ -22,6 +22,9 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…` (`PALISADE_DATABASE_URL`); the SQLite
     /// file `palisade.db` in the data dir when unset.
     pub database_url: Option<String>,
+    /// Comma-separated phrases that clear the injection detector when they
+    /// make up more than 80 % of a message (`PALISADE_INJECTION_ALLOWLIST`).
+    pub injection_allowlist: String,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            injection_allowlist: String::new(),
         }
     }
 }
@@ -62,10 +66,23 @@ impl Config {
             None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
         figment
-            .merge(Env::prefixed("PALISADE_").only(&["bind", "data_dir", "database_url"]))
+            .merge(Env::prefixed("PALISADE_").only(&[
+                "bind",
+                "data_dir",
+                "database_url",
+                "injection_allowlist",
+            ]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")
+    }
+
+    /// What the input guards are built from.
+    pub fn guard(&self) -> palisade_guard::GuardConfig {
+        palisade_guard::GuardConfig {
+            allowlist: palisade_guard::GuardConfig::parse_allowlist(&self.injection_allowlist),
+            ..palisade_guard::GuardConfig::default()
+        }
     }
 
     /// The database to use, creating the data dir for the default SQLite file.

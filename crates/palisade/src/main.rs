@@ -3,6 +3,7 @@
 //! script can capture `palisade token create` directly).
 
 mod config;
+mod scan;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -60,6 +61,15 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the input guards' verdict for a text as JSON: matched patterns
+    /// with spans, PII detections, the redacted text and the warning.
+    Scan {
+        /// File to read [default: standard input]
+        file: Option<PathBuf>,
+        /// One verdict per input line (JSON Lines), for bulk evaluation.
+        #[arg(long)]
+        jsonl: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +135,10 @@ async fn run(cli: Cli) -> Result<()> {
         database_url: cli.database_url.clone(),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
+    if let Command::Scan { file, jsonl } = &cli.command {
+        // Pure text processing: no database needed.
+        return scan::run(&config.guard(), file.as_deref(), *jsonl);
+    }
     let url = config.database_url()?;
     let store = palisade_store::connect(&url)
         .await
@@ -140,6 +154,8 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("Database {url} is up to date.");
             Ok(())
         }
+        // Answered above, before any database is opened.
+        Command::Scan { .. } => Ok(()),
         Command::User(UserCommand::Create(args)) => create_user(store.as_ref(), args).await,
         Command::Token(TokenCommand::Create { username, ttl }) => {
             let Some(user) = store.user_by_username(&username).await? else {
