@@ -17,6 +17,7 @@ pub mod testing;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -76,6 +77,33 @@ pub trait Store: Send + Sync + 'static {
         uuid: Uuid,
         archived: bool,
     ) -> Result<bool>;
+
+    // Generation leases: one answer per thread at a time, across nodes.
+
+    /// Takes the thread's generation lease for `ttl`, unless another unexpired
+    /// lease holds it, and clears any earlier cancel request. `false` when the
+    /// thread is busy. One statement, so concurrent callers cannot both win.
+    async fn acquire_generation_lease(
+        &self,
+        thread_id: i64,
+        lease: Uuid,
+        ttl: Duration,
+    ) -> Result<bool>;
+    /// Extends a lease its holder still owns; `false` when it was lost.
+    async fn renew_generation_lease(
+        &self,
+        thread_id: i64,
+        lease: Uuid,
+        ttl: Duration,
+    ) -> Result<bool>;
+    /// Gives a lease up; nothing happens when this holder no longer owns it.
+    async fn release_generation_lease(&self, thread_id: i64, lease: Uuid) -> Result<()>;
+    /// Asks the generation running on the thread (on any node) to stop;
+    /// `false` when none is running.
+    async fn request_generation_cancel(&self, thread_id: i64) -> Result<bool>;
+    /// Whether the generation holding `lease` should stop: a cancel was
+    /// requested, or the lease is no longer its own.
+    async fn generation_cancelled(&self, thread_id: i64, lease: Uuid) -> Result<bool>;
 
     // Messages.
 

@@ -50,6 +50,11 @@ pub(crate) const MESSAGE_SELECT: &str = "SELECT m.id, m.uuid, m.thread_id, t.uui
 pub(crate) const AUDIT_COLUMNS: &str =
     "id, uuid, event_type, message, actor_id, target_id, context, created";
 
+/// `now` plus `ttl`, in stored microseconds, saturating instead of overflowing.
+pub(crate) fn expiry(now: i64, ttl: std::time::Duration) -> i64 {
+    now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Half-open `[start, end)` range, in stored microseconds, of a UTC day.
 fn day_range(day: NaiveDate) -> (i64, i64) {
     let start = |d: NaiveDate| {

@@ -270,6 +270,91 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn acquire_generation_lease(
+                &self,
+                thread_id: i64,
+                lease: uuid::Uuid,
+                ttl: std::time::Duration,
+            ) -> $crate::Result<bool> {
+                let now = $crate::now().timestamp_micros();
+                let done = sqlx::query(
+                    "UPDATE threads SET generation_lease = $1, generation_lease_expires = $2, \
+                     cancel_requested_at = NULL WHERE id = $3 \
+                     AND (generation_lease IS NULL OR generation_lease_expires <= $4)",
+                )
+                .bind($crate::rows::uuid_text(lease))
+                .bind($crate::sql::expiry(now, ttl))
+                .bind(thread_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn renew_generation_lease(
+                &self,
+                thread_id: i64,
+                lease: uuid::Uuid,
+                ttl: std::time::Duration,
+            ) -> $crate::Result<bool> {
+                let now = $crate::now().timestamp_micros();
+                let done = sqlx::query(
+                    "UPDATE threads SET generation_lease_expires = $1 \
+                     WHERE id = $2 AND generation_lease = $3",
+                )
+                .bind($crate::sql::expiry(now, ttl))
+                .bind(thread_id)
+                .bind($crate::rows::uuid_text(lease))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_generation_lease(
+                &self,
+                thread_id: i64,
+                lease: uuid::Uuid,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE threads SET generation_lease = NULL, generation_lease_expires = NULL \
+                     WHERE id = $1 AND generation_lease = $2",
+                )
+                .bind(thread_id)
+                .bind($crate::rows::uuid_text(lease))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn request_generation_cancel(&self, thread_id: i64) -> $crate::Result<bool> {
+                let now = $crate::now().timestamp_micros();
+                let done = sqlx::query(
+                    "UPDATE threads SET cancel_requested_at = $1 WHERE id = $2 \
+                     AND generation_lease IS NOT NULL AND generation_lease_expires > $1",
+                )
+                .bind(now)
+                .bind(thread_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn generation_cancelled(
+                &self,
+                thread_id: i64,
+                lease: uuid::Uuid,
+            ) -> $crate::Result<bool> {
+                let requested: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT cancel_requested_at FROM threads WHERE id = $1 AND generation_lease = $2",
+                )
+                .bind(thread_id)
+                .bind($crate::rows::uuid_text(lease))
+                .fetch_optional(&self.pool)
+                .await?;
+                // No row: the lease is no longer this generation's.
+                Ok(!matches!(requested, Some(None)))
+            }
+
             async fn insert_message(
                 &self,
                 thread_id: i64,

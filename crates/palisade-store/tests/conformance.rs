@@ -615,3 +615,127 @@ palisade_store::test_on_both_backends!(
     detection_summary_on_thread,
     audit_events_round_trip,
 );
+
+mod leases {
+    use std::time::Duration;
+
+    use uuid::Uuid;
+
+    use super::{Db, thread, user};
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    async fn one_generation_per_thread(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(
+            db.acquire_generation_lease(t.id, first, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.acquire_generation_lease(t.id, second, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(db.renew_generation_lease(t.id, first, LONG).await.unwrap());
+        assert!(!db.renew_generation_lease(t.id, second, LONG).await.unwrap());
+        // Releasing someone else's lease does nothing.
+        db.release_generation_lease(t.id, second).await.unwrap();
+        assert!(
+            !db.acquire_generation_lease(t.id, second, LONG)
+                .await
+                .unwrap()
+        );
+        db.release_generation_lease(t.id, first).await.unwrap();
+        assert!(
+            db.acquire_generation_lease(t.id, second, LONG)
+                .await
+                .unwrap()
+        );
+        // Another thread is independent.
+        let other = thread(&db, &alice, "other").await;
+        assert!(
+            db.acquire_generation_lease(other.id, first, LONG)
+                .await
+                .unwrap()
+        );
+    }
+
+    async fn expired_leases_can_be_taken_over(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let (crashed, next) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(
+            db.acquire_generation_lease(t.id, crashed, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(db.acquire_generation_lease(t.id, next, LONG).await.unwrap());
+        // The old holder has lost it and is told to stop.
+        assert!(
+            !db.renew_generation_lease(t.id, crashed, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(db.generation_cancelled(t.id, crashed).await.unwrap());
+        assert!(!db.generation_cancelled(t.id, next).await.unwrap());
+    }
+
+    async fn racing_acquires_have_one_winner(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let attempts = (0..8).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.acquire_generation_lease(t.id, Uuid::new_v4(), LONG)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut winners = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+
+    async fn cancel_reaches_the_running_generation(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        assert!(
+            !db.request_generation_cancel(t.id).await.unwrap(),
+            "nothing runs"
+        );
+        let lease = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, lease, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(!db.generation_cancelled(t.id, lease).await.unwrap());
+        assert!(db.request_generation_cancel(t.id).await.unwrap());
+        assert!(db.generation_cancelled(t.id, lease).await.unwrap());
+        // A new generation starts without the old request.
+        db.release_generation_lease(t.id, lease).await.unwrap();
+        assert!(!db.request_generation_cancel(t.id).await.unwrap());
+        let again = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, again, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(!db.generation_cancelled(t.id, again).await.unwrap());
+    }
+
+    palisade_store::test_on_both_backends!(
+        one_generation_per_thread,
+        expired_leases_can_be_taken_over,
+        racing_acquires_have_one_winner,
+        cancel_reaches_the_running_generation,
+    );
+}
