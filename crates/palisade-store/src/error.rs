@@ -11,6 +11,9 @@ pub enum StoreError {
     /// A row the operation needs does not exist.
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// An edit the reference refuses (section 3.2, step 9).
+    #[error("edit rejected: {0}")]
+    EditRejected(EditRejection),
     /// A row holds a value this version cannot read.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
@@ -31,6 +34,15 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Database(err),
         }
     }
+}
+
+/// Why a message may not be edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EditRejection {
+    #[error("Can only edit user messages.")]
+    NotAUserMessage,
+    #[error("Can only edit the last user message.")]
+    NotTheLastUserMessage,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use error::{Result, StoreError};
+pub use error::{EditRejection, Result, StoreError};
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -110,6 +110,22 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a message as given. A second original (non-replacement) row at
     /// the same `(thread, sequence_index)` fails with [`StoreError::Conflict`].
     async fn insert_message(&self, thread_id: i64, message: &NewMessage) -> Result<Message>;
+    /// Appends a user message at the thread's highest sequence index + 1 (1
+    /// in an empty thread), under the thread's write lock.
+    async fn append_user_message(&self, thread_id: i64, content: &str) -> Result<Message>;
+    /// Edit mode: writes a replacement of the thread's user message `target`
+    /// (same sequence index, `replaces` = target). `NotFound` when it is not
+    /// in this thread; `EditRejected` when it is not a user message or not
+    /// the last active one.
+    async fn edit_user_message(
+        &self,
+        thread_id: i64,
+        target: Uuid,
+        content: &str,
+    ) -> Result<Message>;
+    /// Writes an assistant answer where the mode puts it and bumps the
+    /// thread's `modified`, in one transaction.
+    async fn append_answer(&self, thread_id: i64, to: &AnswerTo, content: &str) -> Result<Answer>;
     /// Records a guard verdict on a message; when it is flagged, recomputes
     /// the thread's `flags` summary from all its flagged rows.
     async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;

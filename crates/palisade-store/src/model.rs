@@ -219,6 +219,29 @@ pub struct NewMessage {
     pub replaces: Option<i64>,
 }
 
+/// Where an assistant answer is written (the reference's persistence rules,
+/// section 3.4).
+#[derive(Debug, Clone)]
+pub enum AnswerTo {
+    /// Normal mode: right after this user message.
+    Message { user_message_id: i64 },
+    /// Edit mode: replaces the thread's last active assistant message, or, if
+    /// there is none, follows the replacement user message.
+    Edit { user_message_id: i64 },
+    /// Reload mode: replaces the thread's last active assistant message, or,
+    /// if there is none, follows a new user message holding `input`.
+    Reload { input: String },
+}
+
+/// What `append_answer` wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The user message the answer belongs to; `None` in reload mode unless
+    /// the fallback had to create one.
+    pub user_message: Option<Message>,
+    pub assistant_message: Message,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     pub id: i64,

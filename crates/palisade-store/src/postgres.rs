@@ -36,6 +36,7 @@ impl PostgresStore {
 
 sql_store! {
     store = PostgresStore,
+    db = Postgres,
     name = "postgres",
     migrator = sqlx::migrate!("./migrations/postgres"),
     dialect = crate::sql::Dialect { like: "ILIKE" },

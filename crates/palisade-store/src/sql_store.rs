@@ -11,11 +11,111 @@
 macro_rules! sql_store {
     (
         store = $store:ty,
+        db = $db:ty,
         name = $name:literal,
         migrator = $migrator:expr,
         dialect = $dialect:expr,
         row_lock = $row_lock:literal $(,)?
     ) => {
+        /// Steps shared by the message-writing operations, each inside the
+        /// caller's write transaction.
+        impl $store {
+            /// Locks the thread row (PostgreSQL; SQLite's write transaction
+            /// already excludes other writers). `NotFound` if it is gone.
+            async fn lock_thread(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+            ) -> $crate::Result<()> {
+                let found: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT id FROM threads WHERE id = $1",
+                    $row_lock
+                ))
+                .bind(thread_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                found.map(|_| ()).ok_or($crate::StoreError::NotFound("thread"))
+            }
+
+            async fn insert_row(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+                message: &$crate::NewMessage,
+            ) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO messages (uuid, thread_id, role, content, sequence_index, \
+                     replaces_id, created) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
+                .bind(thread_id)
+                .bind(message.role.as_str())
+                .bind(&message.content)
+                .bind(message.sequence_index)
+                .bind(message.replaces)
+                .bind($crate::now().timestamp_micros())
+                .fetch_one(&mut **tx)
+                .await?)
+            }
+
+            /// The highest sequence index in the thread plus one.
+            async fn next_index(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+            ) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(MAX(sequence_index), 0) + 1 AS BIGINT) \
+                     FROM messages WHERE thread_id = $1",
+                )
+                .bind(thread_id)
+                .fetch_one(&mut **tx)
+                .await?)
+            }
+
+            /// The active (not replaced) message of `role` with the highest
+            /// sequence index: its id and index.
+            async fn last_active(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+                role: $crate::Role,
+            ) -> $crate::Result<Option<(i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT m.id, m.sequence_index FROM messages m \
+                     WHERE m.thread_id = $1 AND m.role = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.replaces_id = m.id) \
+                     ORDER BY m.sequence_index DESC, m.id DESC LIMIT 1",
+                )
+                .bind(thread_id)
+                .bind(role.as_str())
+                .fetch_optional(&mut **tx)
+                .await?)
+            }
+
+            /// The sequence index of a message of the thread; `NotFound` if it
+            /// is not one.
+            async fn index_of(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+                message_id: i64,
+            ) -> $crate::Result<i64> {
+                let index: Option<i64> = sqlx::query_scalar(
+                    "SELECT sequence_index FROM messages WHERE id = $1 AND thread_id = $2",
+                )
+                .bind(message_id)
+                .bind(thread_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                index.ok_or($crate::StoreError::NotFound("message"))
+            }
+
+            async fn message_by_id(&self, id: i64) -> $crate::Result<$crate::Message> {
+                let sql = format!("{} WHERE m.id = $1", $crate::sql::MESSAGE_SELECT);
+                sqlx::query_as::<_, $crate::rows::MessageRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .into_model()
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -360,25 +460,132 @@ macro_rules! sql_store {
                 thread_id: i64,
                 message: &$crate::NewMessage,
             ) -> $crate::Result<$crate::Message> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (uuid, thread_id, role, content, sequence_index, \
-                     replaces_id, created) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                let mut tx = self.begin_write().await?;
+                let id = Self::insert_row(&mut tx, thread_id, message).await?;
+                tx.commit().await?;
+                self.message_by_id(id).await
+            }
+
+            async fn append_user_message(
+                &self,
+                thread_id: i64,
+                content: &str,
+            ) -> $crate::Result<$crate::Message> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_thread(&mut tx, thread_id).await?;
+                let sequence_index = Self::next_index(&mut tx, thread_id).await?;
+                let new = $crate::NewMessage {
+                    role: $crate::Role::User,
+                    content: content.to_owned(),
+                    sequence_index,
+                    replaces: None,
+                };
+                let id = Self::insert_row(&mut tx, thread_id, &new).await?;
+                tx.commit().await?;
+                self.message_by_id(id).await
+            }
+
+            async fn edit_user_message(
+                &self,
+                thread_id: i64,
+                target: uuid::Uuid,
+                content: &str,
+            ) -> $crate::Result<$crate::Message> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_thread(&mut tx, thread_id).await?;
+                let found: Option<(i64, String, i64)> = sqlx::query_as(
+                    "SELECT id, role, sequence_index FROM messages \
+                     WHERE thread_id = $1 AND uuid = $2",
                 )
-                .bind($crate::rows::uuid_text(uuid::Uuid::new_v4()))
                 .bind(thread_id)
-                .bind(message.role.as_str())
-                .bind(&message.content)
-                .bind(message.sequence_index)
-                .bind(message.replaces)
-                .bind($crate::now().timestamp_micros())
-                .fetch_one(&self.pool)
+                .bind($crate::rows::uuid_text(target))
+                .fetch_optional(&mut *tx)
                 .await?;
-                let sql = format!("{} WHERE m.id = $1", $crate::sql::MESSAGE_SELECT);
-                sqlx::query_as::<_, $crate::rows::MessageRow>(sqlx::AssertSqlSafe(sql))
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .into_model()
+                let (target_id, role, sequence_index) =
+                    found.ok_or($crate::StoreError::NotFound("message"))?;
+                if role != $crate::Role::User.as_str() {
+                    return Err($crate::StoreError::EditRejected(
+                        $crate::EditRejection::NotAUserMessage,
+                    ));
+                }
+                let last = Self::last_active(&mut tx, thread_id, $crate::Role::User).await?;
+                if last.map(|(id, _)| id) != Some(target_id) {
+                    return Err($crate::StoreError::EditRejected(
+                        $crate::EditRejection::NotTheLastUserMessage,
+                    ));
+                }
+                let new = $crate::NewMessage {
+                    role: $crate::Role::User,
+                    content: content.to_owned(),
+                    sequence_index,
+                    replaces: Some(target_id),
+                };
+                let id = Self::insert_row(&mut tx, thread_id, &new).await?;
+                tx.commit().await?;
+                self.message_by_id(id).await
+            }
+
+            async fn append_answer(
+                &self,
+                thread_id: i64,
+                to: &$crate::AnswerTo,
+                content: &str,
+            ) -> $crate::Result<$crate::Answer> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_thread(&mut tx, thread_id).await?;
+                let answer = |sequence_index, replaces| $crate::NewMessage {
+                    role: $crate::Role::Assistant,
+                    content: content.to_owned(),
+                    sequence_index,
+                    replaces,
+                };
+                let (user_id, new) = match to {
+                    $crate::AnswerTo::Message { user_message_id } => {
+                        let index = Self::index_of(&mut tx, thread_id, *user_message_id).await?;
+                        (Some(*user_message_id), answer(index + 1, None))
+                    }
+                    $crate::AnswerTo::Edit { user_message_id } => {
+                        match Self::last_active(&mut tx, thread_id, $crate::Role::Assistant).await? {
+                            Some((old, index)) => (Some(*user_message_id), answer(index, Some(old))),
+                            None => {
+                                let index = Self::index_of(&mut tx, thread_id, *user_message_id).await?;
+                                (Some(*user_message_id), answer(index + 1, None))
+                            }
+                        }
+                    }
+                    $crate::AnswerTo::Reload { input } => {
+                        match Self::last_active(&mut tx, thread_id, $crate::Role::Assistant).await? {
+                            Some((old, index)) => (None, answer(index, Some(old))),
+                            None => {
+                                // Nothing to reload: a normal exchange instead.
+                                let index = Self::next_index(&mut tx, thread_id).await?;
+                                let user = $crate::NewMessage {
+                                    role: $crate::Role::User,
+                                    content: input.clone(),
+                                    sequence_index: index,
+                                    replaces: None,
+                                };
+                                let user_id = Self::insert_row(&mut tx, thread_id, &user).await?;
+                                (Some(user_id), answer(index + 1, None))
+                            }
+                        }
+                    }
+                };
+                let assistant_id = Self::insert_row(&mut tx, thread_id, &new).await?;
+                sqlx::query("UPDATE threads SET modified = $1 WHERE id = $2")
+                    .bind($crate::now().timestamp_micros())
+                    .bind(thread_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let user_message = match user_id {
+                    Some(id) => Some(self.message_by_id(id).await?),
+                    None => None,
+                };
+                Ok($crate::Answer {
+                    user_message,
+                    assistant_message: self.message_by_id(assistant_id).await?,
+                })
             }
 
             async fn record_detection(

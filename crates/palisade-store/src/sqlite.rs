@@ -46,6 +46,7 @@ impl SqliteStore {
 
 sql_store! {
     store = SqliteStore,
+    db = Sqlite,
     name = "sqlite",
     migrator = sqlx::migrate!("./migrations/sqlite"),
     dialect = crate::sql::Dialect { like: "LIKE" },

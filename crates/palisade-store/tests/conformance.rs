@@ -739,3 +739,195 @@ mod leases {
         cancel_reaches_the_running_generation,
     );
 }
+
+/// The reference's persistence rules for normal, reload and edit modes (3.4).
+mod persistence {
+    use palisade_store::{AnswerTo, EditRejection, MessageFilter, Role, Scope, StoreError};
+
+    use super::{Db, thread, user};
+
+    async fn rows(db: &Db, thread: uuid::Uuid) -> Vec<(Role, i64, bool, String)> {
+        let filter = MessageFilter {
+            scope: Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history: true,
+        };
+        db.list_messages(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.role, m.sequence_index, m.replaces.is_some(), m.content))
+            .collect()
+    }
+
+    async fn normal_exchanges_take_pairs_of_indexes(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        for round in 0..2 {
+            let question = db.append_user_message(t.id, "question").await.unwrap();
+            assert_eq!(question.sequence_index, 2 * round + 1);
+            let to = AnswerTo::Message {
+                user_message_id: question.id,
+            };
+            let answer = db.append_answer(t.id, &to, "answer").await.unwrap();
+            assert_eq!(answer.assistant_message.sequence_index, 2 * round + 2);
+            assert_eq!(answer.user_message.map(|m| m.uuid), Some(question.uuid));
+            assert_eq!(answer.assistant_message.replaces, None);
+        }
+        let indexes: Vec<i64> = rows(&db, t.uuid).await.iter().map(|r| r.1).collect();
+        assert_eq!(indexes, [1, 2, 3, 4]);
+        assert!(db.append_user_message(999_999, "x").await.is_err());
+    }
+
+    async fn reload_replaces_the_last_answer(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let question = db.append_user_message(t.id, "question").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let first = db.append_answer(t.id, &to, "first").await.unwrap();
+        let before = db
+            .find_thread(&palisade_store::ThreadFilter::new(Scope::All), t.uuid)
+            .await
+            .unwrap()
+            .unwrap();
+        let reload = AnswerTo::Reload {
+            input: "question".into(),
+        };
+        let second = db.append_answer(t.id, &reload, "second").await.unwrap();
+        assert_eq!(second.user_message, None);
+        assert_eq!(second.assistant_message.sequence_index, 2);
+        assert_eq!(
+            second.assistant_message.replaces,
+            Some(first.assistant_message.uuid)
+        );
+        // Reloading again chains onto the newest answer.
+        let third = db.append_answer(t.id, &reload, "third").await.unwrap();
+        assert_eq!(
+            third.assistant_message.replaces,
+            Some(second.assistant_message.uuid)
+        );
+        let all = rows(&db, t.uuid).await;
+        assert_eq!(all.iter().filter(|r| r.0 == Role::User).count(), 1);
+        assert_eq!(all.len(), 4);
+        let after = db
+            .find_thread(&palisade_store::ThreadFilter::new(Scope::All), t.uuid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(after.modified > before.modified, "answers bump the thread");
+    }
+
+    async fn reload_on_an_empty_thread_is_a_normal_exchange(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let reload = AnswerTo::Reload {
+            input: "hello".into(),
+        };
+        let answer = db.append_answer(t.id, &reload, "hi").await.unwrap();
+        let question = answer.user_message.expect("a user message is created");
+        assert_eq!(
+            (question.sequence_index, question.content.as_str()),
+            (1, "hello")
+        );
+        assert_eq!(answer.assistant_message.sequence_index, 2);
+        assert_eq!(answer.assistant_message.replaces, None);
+    }
+
+    async fn edit_replaces_question_and_answer(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let question = db.append_user_message(t.id, "old question").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let old = db.append_answer(t.id, &to, "old answer").await.unwrap();
+        let edited = db
+            .edit_user_message(t.id, question.uuid, "new question")
+            .await
+            .unwrap();
+        assert_eq!(edited.sequence_index, question.sequence_index);
+        assert_eq!(edited.replaces, Some(question.uuid));
+        let to = AnswerTo::Edit {
+            user_message_id: edited.id,
+        };
+        let new = db.append_answer(t.id, &to, "new answer").await.unwrap();
+        assert_eq!(new.user_message.map(|m| m.uuid), Some(edited.uuid));
+        assert_eq!(new.assistant_message.sequence_index, 2);
+        assert_eq!(
+            new.assistant_message.replaces,
+            Some(old.assistant_message.uuid)
+        );
+        // The edited message is now the last user message; the original is not.
+        assert!(
+            db.edit_user_message(t.id, edited.uuid, "again")
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            db.edit_user_message(t.id, question.uuid, "stale").await,
+            Err(StoreError::EditRejected(
+                EditRejection::NotTheLastUserMessage
+            ))
+        ));
+    }
+
+    async fn edit_without_an_answer_follows_the_question(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let edited = db
+            .edit_user_message(t.id, question.uuid, "q2")
+            .await
+            .unwrap();
+        let to = AnswerTo::Edit {
+            user_message_id: edited.id,
+        };
+        let answer = db.append_answer(t.id, &to, "a").await.unwrap();
+        assert_eq!(answer.assistant_message.sequence_index, 2);
+        assert_eq!(answer.assistant_message.replaces, None);
+    }
+
+    async fn edits_the_reference_refuses(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let other = thread(&db, &alice, "other").await;
+        let first = db.append_user_message(t.id, "first").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: first.id,
+        };
+        let answer = db.append_answer(t.id, &to, "answer").await.unwrap();
+        db.append_user_message(t.id, "second").await.unwrap();
+        assert!(matches!(
+            db.edit_user_message(t.id, uuid::Uuid::new_v4(), "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            db.edit_user_message(other.id, first.uuid, "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            db.edit_user_message(t.id, answer.assistant_message.uuid, "x")
+                .await,
+            Err(StoreError::EditRejected(EditRejection::NotAUserMessage))
+        ));
+        assert!(matches!(
+            db.edit_user_message(t.id, first.uuid, "x").await,
+            Err(StoreError::EditRejected(
+                EditRejection::NotTheLastUserMessage
+            ))
+        ));
+        assert_eq!(rows(&db, t.uuid).await.len(), 3, "nothing was written");
+    }
+
+    palisade_store::test_on_both_backends!(
+        normal_exchanges_take_pairs_of_indexes,
+        reload_replaces_the_last_answer,
+        reload_on_an_empty_thread_is_a_normal_exchange,
+        edit_replaces_question_and_answer,
+        edit_without_an_answer_follows_the_question,
+        edits_the_reference_refuses,
+    );
+}
