@@ -8,6 +8,7 @@
 mod error;
 pub mod model;
 mod postgres;
+mod quota;
 mod rows;
 mod sql;
 mod sql_store;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 pub use error::{EditRejection, Result, StoreError};
 pub use model::*;
 pub use postgres::PostgresStore;
+pub use quota::{QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, TokenQuota};
 pub use sqlite::SqliteStore;
 
 /// Everything Palisade persists. All methods are safe to call concurrently.
@@ -130,6 +132,23 @@ pub trait Store: Send + Sync + 'static {
     /// the thread's `flags` summary from all its flagged rows.
     async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>>;
+
+    // Token quotas and usage.
+
+    /// The user's quota row (created on first use), after lazy resets.
+    async fn token_quota(&self, user_id: i64) -> Result<TokenQuota>;
+    /// Sets the user's own limits (`None`: the system default; -1: unlimited).
+    async fn set_token_limits(&self, user_id: i64, limits: QuotaLimits) -> Result<()>;
+    /// Adds spent tokens to the day's, week's and month's counters, after
+    /// lazy resets, in one locked transaction.
+    async fn add_token_usage(&self, user_id: i64, tokens: i64) -> Result<TokenQuota>;
+    /// Records the tokens an answer cost on its message.
+    async fn record_message_usage(
+        &self,
+        message_id: i64,
+        input_tokens: i64,
+        output_tokens: i64,
+    ) -> Result<()>;
 
     // Audit trail.
 

@@ -185,6 +185,9 @@ pub struct Message {
     pub sequence_index: i64,
     pub replaces: Option<Uuid>,
     pub created: Timestamp,
+    /// What the answer cost upstream (assistant messages; 0 otherwise).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     pub detection: Detection,
 }
 

@@ -214,6 +214,8 @@ pub(crate) struct MessageRow {
     injection_categories: String,
     pii_categories: String,
     action_taken: String,
+    input_tokens: i64,
+    output_tokens: i64,
 }
 
 impl MessageRow {
@@ -233,6 +235,8 @@ impl MessageRow {
                 .map(|text| parse_uuid(T, text))
                 .transpose()?,
             created: from_micros(self.created),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
             detection: Detection {
                 is_flagged: self.is_flagged,
                 severity: parse_enum(T, &self.severity)?,

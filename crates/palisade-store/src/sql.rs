@@ -42,7 +42,8 @@ const MESSAGE_COUNT: &str =
 
 pub(crate) const MESSAGE_SELECT: &str = "SELECT m.id, m.uuid, m.thread_id, t.uuid AS thread_uuid, \
      m.role, m.content, m.sequence_index, r.uuid AS replaces_uuid, m.created, m.is_flagged, \
-     m.severity, m.injection_categories, m.pii_categories, m.action_taken \
+     m.severity, m.injection_categories, m.pii_categories, m.action_taken, m.input_tokens, \
+     m.output_tokens \
      FROM messages m JOIN threads t ON t.id = m.thread_id \
      JOIN chat_sessions s ON s.id = t.session_id \
      LEFT JOIN messages r ON r.id = m.replaces_id";

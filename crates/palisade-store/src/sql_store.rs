@@ -106,6 +106,59 @@ macro_rules! sql_store {
                 index.ok_or($crate::StoreError::NotFound("message"))
             }
 
+            /// The user's quota row, created if missing and locked, with
+            /// expired counters reset (and written back).
+            async fn locked_quota(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user_id: i64,
+            ) -> $crate::Result<$crate::TokenQuota> {
+                let now = $crate::now();
+                sqlx::query(
+                    "INSERT INTO token_quotas (user_id, daily_reset_at, weekly_reset_at, \
+                     monthly_reset_at) VALUES ($1, $2, $2, $2) ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(user_id)
+                .bind(now.timestamp_micros())
+                .execute(&mut **tx)
+                .await?;
+                let sql = format!(
+                    "SELECT {} FROM token_quotas WHERE user_id = $1{}",
+                    $crate::quota::QUOTA_COLUMNS,
+                    $row_lock
+                );
+                let mut quota = sqlx::query_as::<_, $crate::quota::QuotaRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(user_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .into_model();
+                if quota.reset_expired(now) {
+                    Self::write_quota_usage(tx, user_id, &quota).await?;
+                }
+                Ok(quota)
+            }
+
+            async fn write_quota_usage(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user_id: i64,
+                quota: &$crate::TokenQuota,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE token_quotas SET daily_usage = $1, weekly_usage = $2, \
+                     monthly_usage = $3, daily_reset_at = $4, weekly_reset_at = $5, \
+                     monthly_reset_at = $6 WHERE user_id = $7",
+                )
+                .bind(quota.usage[0])
+                .bind(quota.usage[1])
+                .bind(quota.usage[2])
+                .bind(quota.reset_at[0].timestamp_micros())
+                .bind(quota.reset_at[1].timestamp_micros())
+                .bind(quota.reset_at[2].timestamp_micros())
+                .bind(user_id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             async fn message_by_id(&self, id: i64) -> $crate::Result<$crate::Message> {
                 let sql = format!("{} WHERE m.id = $1", $crate::sql::MESSAGE_SELECT);
                 sqlx::query_as::<_, $crate::rows::MessageRow>(sqlx::AssertSqlSafe(sql))
@@ -657,6 +710,69 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows, $crate::rows::MessageRow::into_model)
+            }
+
+            async fn token_quota(&self, user_id: i64) -> $crate::Result<$crate::TokenQuota> {
+                let mut tx = self.begin_write().await?;
+                let quota = Self::locked_quota(&mut tx, user_id).await?;
+                tx.commit().await?;
+                Ok(quota)
+            }
+
+            async fn set_token_limits(
+                &self,
+                user_id: i64,
+                limits: $crate::QuotaLimits,
+            ) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                Self::locked_quota(&mut tx, user_id).await?;
+                sqlx::query(
+                    "UPDATE token_quotas SET daily_limit = $1, weekly_limit = $2, \
+                     monthly_limit = $3 WHERE user_id = $4",
+                )
+                .bind(limits.0[0])
+                .bind(limits.0[1])
+                .bind(limits.0[2])
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_token_usage(
+                &self,
+                user_id: i64,
+                tokens: i64,
+            ) -> $crate::Result<$crate::TokenQuota> {
+                let mut tx = self.begin_write().await?;
+                let mut quota = Self::locked_quota(&mut tx, user_id).await?;
+                for used in quota.usage.iter_mut() {
+                    *used = used.saturating_add(tokens.max(0));
+                }
+                Self::write_quota_usage(&mut tx, user_id, &quota).await?;
+                tx.commit().await?;
+                Ok(quota)
+            }
+
+            async fn record_message_usage(
+                &self,
+                message_id: i64,
+                input_tokens: i64,
+                output_tokens: i64,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE messages SET input_tokens = $1, output_tokens = $2 WHERE id = $3",
+                )
+                .bind(input_tokens.max(0))
+                .bind(output_tokens.max(0))
+                .bind(message_id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound("message"));
+                }
+                Ok(())
             }
 
             async fn record_audit_event(

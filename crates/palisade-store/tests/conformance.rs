@@ -931,3 +931,99 @@ mod persistence {
         edits_the_reference_refuses,
     );
 }
+
+/// Token quotas (reference 1.6, checklist 32, 33, 35) and per-message usage.
+mod quotas {
+    use palisade_store::{
+        AnswerTo, QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, StoreError,
+    };
+
+    use super::{Db, thread, user};
+
+    const DEFAULTS: QuotaDefaults = QuotaDefaults::UNLIMITED;
+
+    async fn usage_is_counted_and_limits_apply(db: Db) {
+        let alice = user(&db, "alice").await;
+        let fresh = db.token_quota(alice.id).await.unwrap();
+        assert_eq!(fresh.usage, [0, 0, 0]);
+        assert_eq!(fresh.limits, QuotaLimits::default());
+        assert_eq!(fresh.check(DEFAULTS), QuotaCheck::Allowed);
+
+        let after = db.add_token_usage(alice.id, 5 + 8).await.unwrap();
+        assert_eq!(after.usage, [13, 13, 13]);
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage, [13, 13, 13]);
+
+        db.set_token_limits(alice.id, QuotaLimits([None, None, Some(100)]))
+            .await
+            .unwrap();
+        db.add_token_usage(alice.id, 95 - 13).await.unwrap();
+        let at_95 = db.token_quota(alice.id).await.unwrap();
+        assert_eq!(at_95.check(DEFAULTS), QuotaCheck::Allowed);
+        // A request may push usage past the limit; the next one is refused.
+        let at_103 = db.add_token_usage(alice.id, 8).await.unwrap();
+        assert_eq!(at_103.usage[2], 103);
+        assert_eq!(
+            at_103.check(DEFAULTS),
+            QuotaCheck::Exceeded(QuotaPeriod::Monthly)
+        );
+
+        db.set_token_limits(alice.id, QuotaLimits([Some(-1), Some(-1), Some(-1)]))
+            .await
+            .unwrap();
+        let unlimited = db.token_quota(alice.id).await.unwrap();
+        assert_eq!(
+            unlimited.check(QuotaDefaults([10, 10, 10])),
+            QuotaCheck::Allowed
+        );
+        // The database refuses limits below -1.
+        assert!(
+            db.set_token_limits(alice.id, QuotaLimits([Some(-10), None, None]))
+                .await
+                .is_err()
+        );
+    }
+
+    async fn concurrent_usage_is_not_lost(db: Db) {
+        let alice = user(&db, "alice").await;
+        let adds = (0..8).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.add_token_usage(alice.id, 10).await.unwrap() })
+        });
+        for add in adds {
+            add.await.unwrap();
+        }
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage, [80, 80, 80]);
+    }
+
+    async fn answers_record_their_cost(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let answer = db.append_answer(t.id, &to, "a").await.unwrap();
+        db.record_message_usage(answer.assistant_message.id, 100, 50)
+            .await
+            .unwrap();
+        let filter = palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(t.uuid),
+            is_flagged: None,
+            include_history: false,
+        };
+        let stored = db.list_messages(&filter).await.unwrap();
+        assert_eq!((stored[1].input_tokens, stored[1].output_tokens), (100, 50));
+        assert_eq!((stored[0].input_tokens, stored[0].output_tokens), (0, 0));
+        assert!(matches!(
+            db.record_message_usage(999_999, 1, 1).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    palisade_store::test_on_both_backends!(
+        usage_is_counted_and_limits_apply,
+        concurrent_usage_is_not_lost,
+        answers_record_their_cost,
+    );
+}
