@@ -67,15 +67,9 @@ vocabulary! {
     Role { User => "user", Assistant => "assistant" }
 }
 
-vocabulary! {
-    /// Guard severity, ordered `none < low < medium < high < critical`.
-    Severity { None => "none", Low => "low", Medium => "medium", High => "high", Critical => "critical" }
-}
-
-vocabulary! {
-    /// What the guards did with a message, ordered `allow < flag < warn < redact < block`.
-    Action { Allow => "allow", Flag => "flag", Warn => "warn", Redact => "redact", Block => "block" }
-}
+/// The guards' vocabulary (severity `none < … < critical`, action
+/// `allow < … < block`) is the guard crate's; the store keeps it as text.
+pub use palisade_guard::{Action, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
