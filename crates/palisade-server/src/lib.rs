@@ -9,8 +9,10 @@ pub mod auth;
 pub mod error;
 pub mod pagination;
 pub mod params;
+pub mod prompt;
 pub mod render;
 mod routes;
+pub mod stream;
 
 use std::sync::Arc;
 
