@@ -21,6 +21,15 @@ pub enum ApiError {
     /// 400 `{"field": ["message", …], …}` in field order.
     #[error("invalid input: {0:?}")]
     Validation(Vec<(String, String)>),
+    /// 400 `{"detail": "JSON parse error - …"}`: the body is not JSON.
+    #[error("malformed body: {0}")]
+    ParseError(String),
+    /// 415: the body is not `application/json`.
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    /// 403 with DRF's message: authenticated, but not staff.
+    #[error("permission denied")]
+    PermissionDenied,
     /// Anything the store could not do; logged, answered with a generic 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -68,6 +77,18 @@ impl IntoResponse for ApiError {
                 }
                 (StatusCode::BAD_REQUEST, Json(Value::Object(body))).into_response()
             }
+            ApiError::ParseError(text) => detail(
+                StatusCode::BAD_REQUEST,
+                &format!("JSON parse error - {text}"),
+            ),
+            ApiError::UnsupportedMediaType(media) => detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("Unsupported media type \"{media}\" in request."),
+            ),
+            ApiError::PermissionDenied => detail(
+                StatusCode::FORBIDDEN,
+                "You do not have permission to perform this action.",
+            ),
             ApiError::Store(err) => {
                 tracing::error!(error = %err, "store failure");
                 detail(

@@ -17,6 +17,7 @@ pub mod stream;
 use std::sync::Arc;
 
 use axum::Router;
+use palisade_guard::Guard;
 use palisade_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -27,6 +28,8 @@ pub use routes::ApiDoc;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Built once at start: compiling the patterns takes ~0.1 s.
+    pub guard: Arc<Guard>,
 }
 
 /// The whole application, ready to serve.

@@ -140,6 +140,15 @@ impl MessageOut {
     }
 }
 
+/// `POST /api/guard/scan/` body (described for OpenAPI; parsed by hand for
+/// DRF's messages).
+#[derive(ToSchema)]
+pub struct ScanIn {
+    /// The text to scan, as a user would send it (not trimmed), at most
+    /// 50,000 characters.
+    pub text: String,
+}
+
 /// `{"detail": "…"}`: 401, 404, 405, 409 and 424 bodies.
 #[derive(Serialize, ToSchema)]
 pub struct Detail {

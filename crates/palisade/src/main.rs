@@ -226,7 +226,12 @@ async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
         "Palisade is listening on http://{}/ (API docs at /api/docs/)",
         config.bind
     );
-    palisade_server::serve(listener, AppState { store }, shutdown_signal()).await?;
+    let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
+    let state = AppState {
+        store,
+        guard: Arc::new(guard),
+    };
+    palisade_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

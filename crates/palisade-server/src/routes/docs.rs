@@ -9,7 +9,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::render::{Detail, DetectionOut, FieldErrors, MessageOut, SessionOut, ThreadOut};
+use crate::render::{Detail, DetectionOut, FieldErrors, MessageOut, ScanIn, SessionOut, ThreadOut};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,9 +23,9 @@ use crate::render::{Detail, DetectionOut, FieldErrors, MessageOut, SessionOut, T
     paths(
         super::sessions::list, super::sessions::current, super::sessions::retrieve,
         super::threads::list, super::threads::retrieve, super::threads::archive,
-        super::threads::unarchive, super::messages::list,
+        super::threads::unarchive, super::messages::list, super::guard::scan,
     ),
-    components(schemas(SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors)),
+    components(schemas(SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn)),
     modifiers(&TokenAuth),
 )]
 pub struct ApiDoc;

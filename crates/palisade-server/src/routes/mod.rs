@@ -3,6 +3,7 @@
 //! with a small metadata object; unknown paths get a JSON 404.
 
 mod docs;
+mod guard;
 mod messages;
 mod sessions;
 mod threads;
@@ -114,6 +115,10 @@ pub fn router(state: AppState) -> Router {
                 "GET, HEAD, OPTIONS",
                 get(messages::list),
             ),
+        )
+        .route(
+            "/api/guard/scan/",
+            endpoint("Guard Scan", "POST, OPTIONS", post(guard::scan)),
         )
         // Retrieve is disabled in the reference: the URL exists, every method is 405.
         .route("/api/chat-messages/{uuid}/", any(method_not_allowed))

@@ -16,6 +16,19 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// One default guard per test binary: building it compiles every pattern.
+pub fn shared_guard() -> Arc<palisade_guard::Guard> {
+    static GUARD: std::sync::OnceLock<Arc<palisade_guard::Guard>> = std::sync::OnceLock::new();
+    GUARD
+        .get_or_init(|| {
+            Arc::new(
+                palisade_guard::Guard::new(&palisade_guard::GuardConfig::default())
+                    .expect("default guard"),
+            )
+        })
+        .clone()
+}
+
 /// A running server and the store behind it.
 pub struct TestServer {
     pub base: String,
@@ -39,6 +52,7 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let state = AppState {
             store: store.clone(),
+            guard: shared_guard(),
         };
         tokio::spawn(palisade_server::serve(listener, state, async move {
             let _ = rx.await;
