@@ -145,29 +145,6 @@ pub fn invalid_choice(value: &str) -> String {
     format!("Select a valid choice. {value} is not one of the available choices.")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_forms() {
-        let hex = "3f2c8a1e9b7d4c6a8e5f1a2b3c4d5e6f";
-        let hyphenated = "3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f";
-        assert_eq!(parse_uuid(hex), parse_uuid(hyphenated));
-        assert!(parse_uuid(hex).is_some());
-        assert!(parse_uuid("{3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f}").is_none());
-        assert!(parse_uuid("not-a-uuid").is_none());
-    }
-
-    #[test]
-    fn booleans_follow_django() {
-        assert_eq!(django_bool("True"), Some(true));
-        assert_eq!(django_bool("3"), Some(false));
-        assert_eq!(django_bool("yes"), None);
-        assert_eq!(django_bool("1"), None);
-    }
-}
-
 /// A JSON request body, with DRF's answers for what is not one: 415 for
 /// another content type, 400 `JSON parse error - …` for malformed JSON.
 pub struct JsonBody(pub serde_json::Value);
@@ -206,5 +183,28 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|err| ApiError::ParseError(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        let hex = "3f2c8a1e9b7d4c6a8e5f1a2b3c4d5e6f";
+        let hyphenated = "3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f";
+        assert_eq!(parse_uuid(hex), parse_uuid(hyphenated));
+        assert!(parse_uuid(hex).is_some());
+        assert!(parse_uuid("{3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f}").is_none());
+        assert!(parse_uuid("not-a-uuid").is_none());
+    }
+
+    #[test]
+    fn booleans_follow_django() {
+        assert_eq!(django_bool("True"), Some(true));
+        assert_eq!(django_bool("3"), Some(false));
+        assert_eq!(django_bool("yes"), None);
+        assert_eq!(django_bool("1"), None);
     }
 }
