@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::error::ApiResult;
 use crate::render;
 
-/// Records that a staff or support user read another user's chat data.
+/// Records that a staff or support user read another user's chat data;
+/// reading your own records nothing.
 pub async fn chat_data_accessed(
     store: &dyn Store,
     event_type: &str,
@@ -17,6 +18,9 @@ pub async fn chat_data_accessed(
     target_username: &str,
     (object, uuid): (&str, &Uuid),
 ) -> ApiResult<()> {
+    if target_id == accessor.id {
+        return Ok(());
+    }
     let message = format!(
         "Chat data of {target_username} accessed by {}",
         accessor.username

@@ -88,17 +88,15 @@ pub async fn retrieve(
         .find_session(Scope::for_user(&user), uuid)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if session.user_id != user.id {
-        audit::chat_data_accessed(
-            state.store.as_ref(),
-            "chat_session_accessed",
-            &user,
-            session.user_id,
-            &session.user_username,
-            ("session", &session.uuid),
-        )
-        .await?;
-    }
+    audit::chat_data_accessed(
+        state.store.as_ref(),
+        "chat_session_accessed",
+        &user,
+        session.user_id,
+        &session.user_username,
+        ("session", &session.uuid),
+    )
+    .await?;
     Ok(Json(
         Fieldset::from_params(&params).apply(&SessionOut::from(&session)),
     ))

@@ -155,17 +155,15 @@ pub async fn retrieve(
         .find_thread(&filter, uuid)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if thread.user_id != user.id {
-        audit::chat_data_accessed(
-            state.store.as_ref(),
-            "chat_thread_accessed",
-            &user,
-            thread.user_id,
-            &thread.user_username,
-            ("thread", &thread.uuid),
-        )
-        .await?;
-    }
+    audit::chat_data_accessed(
+        state.store.as_ref(),
+        "chat_thread_accessed",
+        &user,
+        thread.user_id,
+        &thread.user_username,
+        ("thread", &thread.uuid),
+    )
+    .await?;
     Ok(Json(
         Fieldset::from_params(&params).apply(&ThreadOut::from(&thread)),
     ))
