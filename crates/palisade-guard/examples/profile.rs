@@ -1,7 +1,9 @@
 //! Ad-hoc timing of the guard's parts on a long text (development aid). Reports on-CPU time
 //! per call from `/proc/thread-self/schedstat`, which is robust on a shared machine.
 //!
-//! `cargo run --release -p palisade-guard --example profile -- [UNIT_TEXT]`
+//! `cargo run --release -p palisade-guard --example profile -- [UNIT_TEXT] [BYTES]`
+//! (`PROFILE_ONLY_SCAN=K`: only `Guard::scan`, K times — for `perf record` and
+//! `valgrind --tool=callgrind --toggle-collect='palisade_guard::Guard::scan'`).
 
 use palisade_guard::{Guard, GuardConfig, PiiDetector, PiiThresholds, normalize::normalize};
 
@@ -40,6 +42,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pii = PiiDetector::new(PiiThresholds::default())?;
     let det = palisade_guard::InjectionDetector::new(&[])?;
     let n = if len > 10_000 { 300 } else { 100_000 };
+    if let Ok(k) = std::env::var("PROFILE_ONLY_SCAN") {
+        // Only `Guard::scan`, `k` times (for `perf record` / `valgrind --tool=callgrind`).
+        let k: u32 = k.parse().unwrap_or(n);
+        let all = time(k, || {
+            std::hint::black_box(g.scan(&text));
+        });
+        println!(
+            "len {} chars {} scan {all:.2} µs => {:.0} MB/s",
+            text.len(),
+            text.chars().count(),
+            text.len() as f64 / all
+        );
+        return Ok(());
+    }
     let norm = time(n, || {
         std::hint::black_box(normalize(&text));
     });

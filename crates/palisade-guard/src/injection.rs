@@ -7,8 +7,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 
 use crate::error::GuardError;
-use crate::normalize::{Normalized, normalize, unchanged};
-use crate::stats::TextStats;
+use crate::keywords::KeywordScan;
+use crate::normalize::{Normalized, normalize, normalize_reference, unchanged};
+use crate::stats::{TextStats, ascii_projection};
 use crate::types::{Action, InjectionResult, MatchedIn, PatternMatch, Severity};
 
 /// Every injection category, in the order of the reference's table.
@@ -725,18 +726,30 @@ fn specs() -> Vec<Spec> {
 enum Matcher {
     Regex(Regex),
     Base64Run,
-    UnicodeTags,
-    Invisible,
+    /// The byte-sequence regex finds the same first match as the byte loop
+    /// [`find_unicode_tag`], using the regex crate's SIMD literal search.
+    UnicodeTags(Regex),
+    /// As `UnicodeTags`, for [`find_invisible`].
+    Invisible(Regex),
 }
 
+/// The UTF-8 of U+E0000–U+E007F (F3 A0 80 80 ..= F3 A0 81 BF), as `find_unicode_tag`.
+const UNICODE_TAGS_BYTES: &str = r"(?s-u)\xF3\xA0[\x80\x81].";
+/// The UTF-8 of U+200B–U+200F, U+2028–U+202F, U+2060–U+206F and U+FEFF, as
+/// `find_invisible`.
+const INVISIBLE_BYTES: &str = r"(?-u)\xE2\x80[\x8B-\x8F\xA8-\xAF]|\xE2\x81[\xA0-\xAF]|\xEF\xBB\xBF";
+
 impl Matcher {
-    /// First match as a byte span.
-    fn find(&self, hay: &[u8]) -> Option<(usize, usize)> {
+    /// First match as a byte span; `fast = false` uses the straightforward byte loops of
+    /// the custom scanners (the reference the differential tests compare against).
+    fn find(&self, hay: &[u8], fast: bool) -> Option<(usize, usize)> {
         match self {
             Matcher::Regex(re) => re.find(hay).map(|m| (m.start(), m.end())),
             Matcher::Base64Run => find_base64_run(hay),
-            Matcher::UnicodeTags => find_unicode_tag(hay),
-            Matcher::Invisible => find_invisible(hay),
+            Matcher::UnicodeTags(re) if fast => re.find(hay).map(|m| (m.start(), m.end())),
+            Matcher::UnicodeTags(_) => find_unicode_tag(hay),
+            Matcher::Invisible(re) if fast => re.find(hay).map(|m| (m.start(), m.end())),
+            Matcher::Invisible(_) => find_invisible(hay),
         }
     }
 }
@@ -842,6 +855,17 @@ struct AllowPhrase {
     chars: usize,
 }
 
+/// A case-sensitive byte regex for a custom scanner.
+fn byte_regex(spec: &Spec, src: &str) -> Result<Regex, GuardError> {
+    RegexBuilder::new(src)
+        .unicode(false)
+        .build()
+        .map_err(|source| GuardError::Pattern {
+            category: spec.category.to_owned(),
+            source,
+        })
+}
+
 /// The compiled injection detector.
 pub struct InjectionDetector {
     patterns: Vec<Pattern>,
@@ -849,6 +873,11 @@ pub struct InjectionDetector {
     /// For every prefilter keyword, the bit set of patterns it makes candidates.
     keyword_masks: Vec<u128>,
     keywords: Vec<String>,
+    /// The non-ASCII keywords with their bit sets (looked for with `str::contains` when
+    /// the automaton scans an ASCII projection).
+    non_ascii_keywords: Vec<(String, u128)>,
+    /// The keywords for the fast path (two interleaved halves).
+    keyword_scan: KeywordScan,
     always_mask: u128,
     allowlist: Vec<AllowPhrase>,
 }
@@ -880,8 +909,8 @@ impl InjectionDetector {
                     Matcher::Regex(re)
                 }
                 Kind::Base64Run => Matcher::Base64Run,
-                Kind::UnicodeTags => Matcher::UnicodeTags,
-                Kind::Invisible => Matcher::Invisible,
+                Kind::UnicodeTags => Matcher::UnicodeTags(byte_regex(spec, UNICODE_TAGS_BYTES)?),
+                Kind::Invisible => Matcher::Invisible(byte_regex(spec, INVISIBLE_BYTES)?),
             };
             let always = spec.keywords.is_empty();
             if always {
@@ -928,11 +957,20 @@ impl InjectionDetector {
                 chars: p.chars().count(),
             });
         }
+        let non_ascii_keywords = keywords
+            .iter()
+            .zip(&keyword_masks)
+            .filter(|(k, _)| !k.is_ascii())
+            .map(|(k, m)| (k.clone(), *m))
+            .collect();
+        let keyword_scan = KeywordScan::new(&keywords)?;
         Ok(InjectionDetector {
             patterns,
             prefilter,
             keyword_masks,
             keywords,
+            non_ascii_keywords,
+            keyword_scan,
             always_mask,
             allowlist: phrases,
         })
@@ -961,6 +999,28 @@ impl InjectionDetector {
                 .get(m.pattern().as_usize())
                 .copied()
                 .unwrap_or(0);
+        }
+        mask
+    }
+
+    /// [`candidates`](Self::candidates) on the fast path: the automaton walks the text in
+    /// two interleaved halves (`keywords.rs`), or, with `project`, the ASCII projection
+    /// of non-ASCII text (`stats::ascii_projection`) while the few non-ASCII keywords are
+    /// looked for in the text itself. Same bit set.
+    fn candidates_fast(&self, hay: &str, project: bool) -> u128 {
+        let mut mask = self.always_mask;
+        let mut add = |k: usize| mask |= self.keyword_masks.get(k).copied().unwrap_or(0);
+        if project && !hay.is_ascii() {
+            let mut projection = Vec::new();
+            ascii_projection(hay.as_bytes(), &mut projection);
+            self.keyword_scan.for_each_keyword(&projection, &mut add);
+            for (kw, m) in &self.non_ascii_keywords {
+                if hay.contains(kw.as_str()) {
+                    mask |= m;
+                }
+            }
+        } else {
+            self.keyword_scan.for_each_keyword(hay.as_bytes(), &mut add);
         }
         mask
     }
@@ -1005,9 +1065,22 @@ impl InjectionDetector {
         original_mask: Option<u128>,
         stats: Option<&TextStats>,
     ) -> Option<Found> {
+        self.find_patterns_on(text, original_mask, stats, Path::Fast)
+    }
+
+    /// [`find_patterns`](Self::find_patterns) on the fast or the straightforward path.
+    pub(crate) fn find_patterns_on(
+        &self,
+        text: &str,
+        original_mask: Option<u128>,
+        stats: Option<&TextStats>,
+        path: Path,
+    ) -> Option<Found> {
+        let fast = path == Path::Fast;
         let norm: Normalized<'_> = match stats {
             Some(st) if st.ascii && !st.ascii_separator => unchanged(text),
-            _ => normalize(text),
+            _ if fast => normalize(text),
+            _ => normalize_reference(text),
         };
         // The base64 scanner cannot match the original text (or an unchanged copy) when
         // the statistics found no run of 50.
@@ -1017,21 +1090,39 @@ impl InjectionDetector {
         }
         let original_mask = || match original_mask {
             Some(m) => m | self.always_mask,
+            None if fast => self.candidates_fast(text, true),
             None => self.candidates(text),
         };
         // The matches, each with whether its pattern is context-dependent.
         let mut found: Vec<(PatternMatch, bool)> = Vec::new();
-        let mask = if norm.changed() {
-            self.candidates(&norm.text)
-        } else {
+        let mask = if !norm.changed() {
             original_mask()
+        } else if fast {
+            self.candidates_fast(
+                &norm.text,
+                norm.high_bytes.saturating_mul(2) > norm.text.len(),
+            )
+        } else {
+            self.candidates(&norm.text)
+        };
+        // On the fast path the normaliser reports an upper bound of the longest base64
+        // run and whether an invisible or tag character survived; the scanners cannot
+        // match otherwise. The straightforward path never skips them.
+        let skip_b64 = if norm.changed() {
+            fast && norm.max_b64_run < 50
+        } else {
+            no_b64_in_original
         };
         self.run(
             &norm.text,
-            mask,
-            MatchedIn::Normalized,
+            Run {
+                mask,
+                matched_in: MatchedIn::Normalized,
+                skip_b64,
+                skip_special: fast && !norm.may_have_special,
+                fast,
+            },
             &mut found,
-            !norm.changed() && no_b64_in_original,
             |s, e| norm.map_span(s, e),
         );
         if norm.changed() {
@@ -1043,10 +1134,14 @@ impl InjectionDetector {
             let mut extra = Vec::new();
             self.run(
                 text,
-                mask,
-                MatchedIn::Original,
+                Run {
+                    mask,
+                    matched_in: MatchedIn::Original,
+                    skip_b64: no_b64_in_original,
+                    skip_special: false,
+                    fast,
+                },
                 &mut extra,
-                no_b64_in_original,
                 |s, e| (s, e),
             );
             for (m, w) in extra {
@@ -1064,25 +1159,25 @@ impl InjectionDetector {
     fn run(
         &self,
         hay: &str,
-        mask: u128,
-        matched_in: MatchedIn,
+        how: Run,
         out: &mut Vec<(PatternMatch, bool)>,
-        skip_b64: bool,
         map: impl Fn(usize, usize) -> (usize, usize),
     ) {
         let bytes = hay.as_bytes();
         let ascii = hay.is_ascii();
         for (i, p) in self.patterns.iter().enumerate() {
-            if mask & (1u128 << i) == 0 && !p.always {
+            if how.mask & (1u128 << i) == 0 && !p.always {
                 continue;
             }
-            if skip_b64 && matches!(p.matcher, Matcher::Base64Run) {
+            if how.skip_b64 && matches!(p.matcher, Matcher::Base64Run) {
                 continue;
             }
-            if ascii && matches!(p.matcher, Matcher::UnicodeTags | Matcher::Invisible) {
+            if (ascii || how.skip_special)
+                && matches!(p.matcher, Matcher::UnicodeTags(_) | Matcher::Invisible(_))
+            {
                 continue;
             }
-            if let Some((s, e)) = p.matcher.find(bytes) {
+            if let Some((s, e)) = p.matcher.find(bytes, how.fast) {
                 let (s, e) = snap(hay, s, e);
                 let (os, oe) = map(s, e);
                 let m = PatternMatch {
@@ -1091,12 +1186,35 @@ impl InjectionDetector {
                     start: os,
                     end: oe,
                     matched_text: hay.get(s..e).unwrap_or_default().to_owned(),
-                    matched_in,
+                    matched_in: how.matched_in,
                 };
                 out.push((m, p.weak));
             }
         }
     }
+}
+
+/// Which implementation to run: the fast path, or the straightforward one it replaced
+/// (kept as the reference of the differential tests and the fuzz target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Lookup tables, lazy span map, scanners skipped when they cannot match.
+    Fast,
+    /// Per-character Unicode tables, eager span map, byte-loop scanners.
+    Reference,
+}
+
+/// How one pattern pass runs.
+struct Run {
+    /// Candidate patterns.
+    mask: u128,
+    matched_in: MatchedIn,
+    /// The base64 scanner cannot match.
+    skip_b64: bool,
+    /// The invisible and tag scanners cannot match.
+    skip_special: bool,
+    /// Use the fast scanners.
+    fast: bool,
 }
 
 /// Widen a byte span to char boundaries.
@@ -1137,5 +1255,67 @@ pub fn score_patterns(patterns: Vec<PatternMatch>, method: &str) -> InjectionRes
         method: method.to_owned(),
         patterns,
         learned_probability: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The projected keyword scan gives the same candidate set as the plain one.
+    #[test]
+    fn projected_candidates_equal_plain() {
+        let Ok(det) = InjectionDetector::new(&[]) else {
+            panic!("detector")
+        };
+        const PIECES: &[&str] = &[
+            "ignore",
+            "IGNORE",
+            " ",
+            "all",
+            "previous",
+            "mode",
+            "dan",
+            "d.a.n",
+            "<|",
+            "\\x",
+            "```",
+            "###",
+            "system>",
+            "я",
+            "我",
+            "🚀",
+            "забудь",
+            "зӓбӱдь",
+            "игнорируй",
+            "отбрось",
+            "а",
+            "б",
+            "у",
+            "дь",
+            "ab",
+            "cd",
+            "new",
+            "over",
+            "ｉ",
+            "\u{200B}",
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(x % 25) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
+            }
+            let norm = normalize(&text);
+            for project in [false, true] {
+                let fast = det.candidates_fast(&text, project);
+                assert_eq!(fast, det.candidates(&text), "{text:?}");
+                let fast = det.candidates_fast(&norm.text, project);
+                assert_eq!(fast, det.candidates(&norm.text), "{text:?}");
+            }
+        }
     }
 }

@@ -99,6 +99,12 @@ impl LearnedClassifier {
 
     /// Probability that `text` is a prompt injection.
     pub fn probability(&self, text: &str) -> f64 {
+        self.probability_on(text, true)
+    }
+
+    /// [`probability`](Self::probability) with the table-driven feature extraction
+    /// (`fast`) or the straightforward one.
+    pub(crate) fn probability_on(&self, text: &str, fast: bool) -> f64 {
         // Binary features, L2-normalised: every distinct index counts once with value
         // 1/sqrt(n), so the dot product is (sum of the distinct weights) / sqrt(n).
         let (sum, n) = SEEN.with(|seen| {
@@ -110,7 +116,7 @@ impl LearnedClassifier {
             }
             let mut sum = 0i64;
             let mut n = 0usize;
-            for_each_feature(text, |h| {
+            let mut add = |h: u32| {
                 let i = (h & self.dim_mask) as usize;
                 let (word, bit) = (i >> 6, 1u64 << (i & 63));
                 if let Some(w) = bits.get_mut(word)
@@ -121,7 +127,12 @@ impl LearnedClassifier {
                     n += 1;
                     sum += i64::from(self.weights.get(i).copied().unwrap_or(0));
                 }
-            });
+            };
+            if fast {
+                for_each_feature(text, &mut add);
+            } else {
+                for_each_feature_reference(text, &mut add);
+            }
             for &word in touched.iter() {
                 if let Some(w) = bits.get_mut(word as usize) {
                     *w = 0;
@@ -318,6 +329,12 @@ impl<F: FnMut(u32)> Hasher<F> {
         } else {
             c.is_alphanumeric()
         };
+        self.push_classified(c, alnum);
+    }
+
+    /// [`push`](Self::push) with `c.is_alphanumeric()` already known.
+    #[inline]
+    fn push_classified(&mut self, c: char, alnum: bool) {
         if !alnum {
             self.end_token();
             return;
@@ -352,6 +369,31 @@ impl<F: FnMut(u32)> Hasher<F> {
 /// alphanumeric characters; the features are word unigrams, word bigrams and character
 /// 4-grams of `" " + tokens.join(" ") + " "`, as in the training script.
 fn for_each_feature(text: &str, emit: impl FnMut(u32)) {
+    let mut h = Hasher::new(emit);
+    for c in clipped_chars(text) {
+        if c.is_ascii() {
+            let l = c.to_ascii_lowercase();
+            h.push_classified(l, l.is_ascii_alphanumeric());
+        } else {
+            // The lower-case form and its class from the per-block table (the Unicode
+            // case and alphabetic tables are searched once per block, not per character).
+            let t = crate::chars::info(c);
+            match t.lower {
+                Some(l) => h.push_classified(l, t.lower_alnum),
+                None => {
+                    for l in c.to_lowercase() {
+                        h.push(l);
+                    }
+                }
+            }
+        }
+    }
+    h.finish();
+}
+
+/// [`for_each_feature`] as first written: `to_lowercase` and `is_alphanumeric` for every
+/// character (the reference of the differential tests).
+fn for_each_feature_reference(text: &str, emit: impl FnMut(u32)) {
     let mut h = Hasher::new(emit);
     for c in clipped_chars(text) {
         if c.is_ascii() {

@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod chars;
 mod error;
 pub mod injection;
+mod keywords;
 pub mod learned;
 pub mod normalize;
 pub mod pii;
@@ -20,6 +22,7 @@ pub mod validators;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use injection::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::{GuardError, ParseEnumError};
@@ -83,6 +86,12 @@ pub struct Guard {
     prefilter: AhoCorasick,
     /// Per keyword: (injection pattern bits, PII pattern bits).
     prefilter_masks: Vec<(u128, u64)>,
+    /// The non-ASCII keywords as (keyword, index into `prefilter_masks`): the fast path
+    /// looks for them with `str::contains` when the automaton scans the ASCII projection
+    /// (`stats::ascii_projection`).
+    non_ascii_keywords: Vec<(String, usize)>,
+    /// The same keywords for the fast path (two interleaved halves).
+    keyword_scan: keywords::KeywordScan,
     learned: Option<LearnedClassifier>,
     max_scan_chars: usize,
 }
@@ -135,11 +144,20 @@ impl Guard {
             .match_kind(MatchKind::Standard)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&keywords)?;
+        let non_ascii_keywords = keywords
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_ascii())
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        let keyword_scan = keywords::KeywordScan::new(&keywords)?;
         Ok(Guard {
             injection,
             pii,
             prefilter,
             prefilter_masks,
+            non_ascii_keywords,
+            keyword_scan,
             learned: if config.learned_classifier {
                 Some(LearnedClassifier::builtin()?)
             } else {
@@ -152,24 +170,63 @@ impl Guard {
     /// Scan one user message. Never panics: an internal failure yields the fail-closed
     /// verdict ([`Verdict::fail_closed_with_text`] with the raw input).
     pub fn scan(&self, text: &str) -> Verdict {
-        fail_closed_on_panic(text, || self.scan_inner(text))
+        fail_closed_on_panic(text, || self.scan_inner(text, Path::Fast))
     }
 
-    fn scan_inner(&self, text: &str) -> Verdict {
-        let scanned = truncate_chars(text, self.max_scan_chars);
+    /// [`scan`](Self::scan) on the straightforward path the fast one replaced (Unicode
+    /// tables per character, eager span map, byte-loop scanners, nothing skipped on
+    /// non-ASCII text). Same verdict, slower; the differential tests and the fuzz target
+    /// compare the two. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn scan_reference(&self, text: &str) -> Verdict {
+        fail_closed_on_panic(text, || self.scan_inner(text, Path::Reference))
+    }
+
+    fn scan_inner(&self, text: &str, path: Path) -> Verdict {
+        let scanned = match path {
+            Path::Fast => truncate_chars(text, self.max_scan_chars),
+            Path::Reference => truncate_chars_reference(text, self.max_scan_chars),
+        };
+        let stats = match path {
+            Path::Fast => stats::TextStats::of(scanned.as_bytes()),
+            Path::Reference => stats::TextStats::reference(scanned.as_bytes()),
+        };
         let (mut inj_mask, mut pii_mask) = (0u128, 0u64);
-        for m in self.prefilter.find_overlapping_iter(scanned) {
-            if let Some((i, p)) = self.prefilter_masks.get(m.pattern().as_usize()) {
+        let mut add = |k: usize| {
+            if let Some((i, p)) = self.prefilter_masks.get(k) {
                 inj_mask |= i;
                 pii_mask |= p;
             }
+        };
+        match path {
+            Path::Fast if stats.high_bytes.saturating_mul(2) > scanned.len() => {
+                // Mostly non-ASCII text: the automaton scans the ASCII projection (CJK or
+                // Cyrillic text shrinks to a fraction); the non-ASCII keywords are looked
+                // for in the text itself.
+                let mut projection = Vec::new();
+                stats::ascii_projection(scanned.as_bytes(), &mut projection);
+                self.keyword_scan.for_each_keyword(&projection, &mut add);
+                for (kw, k) in &self.non_ascii_keywords {
+                    if scanned.contains(kw.as_str()) {
+                        add(*k);
+                    }
+                }
+            }
+            Path::Fast => self
+                .keyword_scan
+                .for_each_keyword(scanned.as_bytes(), &mut add),
+            Path::Reference => {
+                for m in self.prefilter.find_overlapping_iter(scanned) {
+                    add(m.pattern().as_usize());
+                }
+            }
         }
-        let stats = stats::TextStats::of(scanned.as_bytes());
         let found = self
             .injection
-            .find_patterns(scanned, Some(inj_mask), Some(&stats));
-        let injection = self.injection_result(scanned, found);
+            .find_patterns_on(scanned, Some(inj_mask), Some(&stats), path);
         let pii = self.pii.scan_with(scanned, Some(pii_mask), &stats);
+        let credential_only = mostly_covered(scanned, &pii.detections);
+        let injection = self.injection_result(scanned, found, path, credential_only);
         let redacted = if pii.detections.is_empty() {
             text.to_owned()
         } else {
@@ -188,19 +245,34 @@ impl Guard {
     /// probability reaches the flag threshold, and a text whose only matches are
     /// context-dependent patterns is cleared when the probability stays below
     /// [`learned::WEAK_CONFIRM`].
-    fn injection_result(&self, text: &str, found: Option<injection::Found>) -> InjectionResult {
+    ///
+    /// `credential_only`: the PII detector's detections cover more than 80 % of the text
+    /// (a pasted connection string, key or IBAN). The classifier was trained on natural
+    /// language; on such a text its probability is reported but its entry is not added
+    /// unless a pattern matched too (the credential itself is the PII detector's
+    /// business). Without this a bare `postgres://admin:secretpassword@…` URL was a
+    /// medium injection (p = 0.89: "admin", "password" and "secret" are attack words in
+    /// the training corpora).
+    fn injection_result(
+        &self,
+        text: &str,
+        found: Option<injection::Found>,
+        path: Path,
+        credential_only: bool,
+    ) -> InjectionResult {
         let Some(found) = found else {
             return InjectionResult::clean("allowlist");
         };
         let Some(clf) = &self.learned else {
             return injection::score_patterns(found.matches, "regex");
         };
-        let p = clf.probability(text);
+        let p = clf.probability_on(text, path == Path::Fast);
         let mut patterns = found.matches;
         if found.only_weak && p < learned::WEAK_CONFIRM {
             patterns.clear();
         }
-        if let Some((weight, _)) = clf.classify_probability(p) {
+        let judged = !(credential_only && patterns.is_empty());
+        if let Some((weight, _)) = clf.classify_probability(p).filter(|_| judged) {
             patterns.push(PatternMatch {
                 category: "learned_classifier".to_owned(),
                 weight,
@@ -219,12 +291,39 @@ impl Guard {
     pub fn scan_injection(&self, text: &str) -> InjectionResult {
         let scanned = truncate_chars(text, self.max_scan_chars);
         match catch_unwind(AssertUnwindSafe(|| {
-            self.injection_result(scanned, self.injection.find_patterns(scanned, None, None))
+            self.injection_result(
+                scanned,
+                self.injection.find_patterns(scanned, None, None),
+                Path::Fast,
+                false,
+            )
         })) {
             Ok(r) => r,
             Err(_) => Verdict::fail_closed().injection,
         }
     }
+}
+
+/// Whether `detections` cover more than 80 % of the non-whitespace characters of `text`
+/// (the share the reference's allowlist rule uses for "the message is this phrase").
+fn mostly_covered(text: &str, detections: &[PiiDetection]) -> bool {
+    if detections.is_empty() {
+        return false;
+    }
+    let mut spans: Vec<(usize, usize)> = detections.iter().map(|d| (d.start, d.end)).collect();
+    spans.sort_unstable();
+    let (mut covered, mut reach) = (0usize, 0usize);
+    for (s, e) in spans {
+        let s = s.max(reach);
+        if e > s {
+            covered += text
+                .get(s..e)
+                .map_or(0, |t| t.chars().filter(|c| !c.is_whitespace()).count());
+            reach = e;
+        }
+    }
+    let total = text.chars().filter(|c| !c.is_whitespace()).count();
+    covered * 5 > total * 4
 }
 
 /// Run `f`; if it panics, return the fail-closed verdict for `text` instead. This is what
@@ -239,6 +338,34 @@ pub fn fail_closed_on_panic(text: &str, f: impl FnOnce() -> Verdict) -> Verdict 
 
 /// The first `max` characters of `text`.
 fn truncate_chars(text: &str, max: usize) -> &str {
+    // Byte length bounds the character count. Otherwise count characters (SIMD in std)
+    // chunk by chunk and walk `char_indices` only in the chunk holding the cut.
+    if text.len() <= max {
+        return text;
+    }
+    const CHUNK: usize = 4096;
+    let (mut at, mut left) = (0usize, max);
+    while at < text.len() {
+        let mut end = (at + CHUNK).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        let chunk = text.get(at..end).unwrap_or_default();
+        let n = chunk.chars().count();
+        if n > left {
+            return match chunk.char_indices().nth(left) {
+                Some((i, _)) => text.get(..at + i).unwrap_or(text),
+                None => text,
+            };
+        }
+        left -= n;
+        at = end;
+    }
+    text
+}
+
+/// [`truncate_chars`] as first written (the reference of the differential tests).
+fn truncate_chars_reference(text: &str, max: usize) -> &str {
     // Byte length bounds the character count; counting characters is much cheaper than
     // walking `char_indices`, so only text that really is too long pays for the walk.
     if text.len() <= max || text.chars().count() <= max {
@@ -276,6 +403,35 @@ pub fn verdict_to_json(verdict: &Verdict) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path looks for non-ASCII keywords with a case-sensitive `contains`; the
+    /// automaton folds ASCII case only, so that is the same as long as no non-ASCII
+    /// keyword contains an ASCII letter.
+    #[test]
+    fn non_ascii_keywords_have_no_ascii_letters() {
+        let g = Guard::new(&GuardConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!g.non_ascii_keywords.is_empty());
+        for (kw, _) in &g.non_ascii_keywords {
+            assert!(!kw.bytes().any(|b| b.is_ascii_alphabetic()), "{kw}");
+        }
+    }
+
+    #[test]
+    fn truncate_equals_reference() {
+        let units = ["a", "é", "我", "🚀", "ab我🚀\u{301}"];
+        for unit in units {
+            for reps in [0, 1, 3, 4095, 4096, 4097, 9000] {
+                let text = unit.repeat(reps);
+                for max in [1, 2, 5, 4096, 4097, 5000, 20_000] {
+                    assert_eq!(
+                        truncate_chars(&text, max),
+                        truncate_chars_reference(&text, max),
+                        "{unit:?} x {reps}, max {max}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn guard_is_send_sync() {

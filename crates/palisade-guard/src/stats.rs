@@ -16,6 +16,8 @@ pub(crate) struct TextStats {
     pub max_mixed: usize,
     /// Longest run of `[A-Za-z0-9+/]`.
     pub max_b64_run: usize,
+    /// Number of non-ASCII bytes.
+    pub high_bytes: usize,
 }
 
 const DIGIT: u8 = 1;
@@ -64,6 +66,47 @@ const fn ascii_class_const(b: u8) -> u8 {
 
 static FLAGS: [u8; 256] = flags();
 
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `i` as a little-endian word, if there are eight.
+#[inline]
+fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
+    let w: [u8; 8] = bytes.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+/// The copy of `bytes` the keyword automata scan on the fast path: ASCII bytes are kept
+/// and every maximal run of non-ASCII bytes becomes one `0xFF` byte. An ASCII keyword
+/// occurs in it exactly where it occurs in the text (a match cannot contain a non-ASCII
+/// byte, and no ASCII bytes are joined or split), and CJK or Cyrillic text shrinks to a
+/// fraction. Non-ASCII keywords must be looked for in the text itself.
+pub(crate) fn ascii_projection(bytes: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(bytes.len());
+    let n = bytes.len();
+    let mut i = 0;
+    while i < n {
+        let start = i;
+        while word_at(bytes, i).is_some_and(|w| w & HIGH == 0) {
+            i += 8;
+        }
+        while bytes.get(i).is_some_and(|b| *b < 0x80) {
+            i += 1;
+        }
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if i >= n {
+            break;
+        }
+        out.push(0xFF);
+        while word_at(bytes, i).is_some_and(|w| w & HIGH == HIGH) {
+            i += 8;
+        }
+        while bytes.get(i).is_some_and(|b| *b >= 0x80) {
+            i += 1;
+        }
+    }
+}
+
 impl TextStats {
     /// Compute the statistics of `bytes` in one pass. Runs of ASCII letters (most of
     /// prose) are skipped in a tight loop and applied at once; every other byte goes
@@ -109,9 +152,17 @@ impl TextStats {
                 // A run of bytes without flags (non-ASCII bytes, control characters):
                 // each one resets every run.
                 let mut j = i + 1;
+                // Eight non-ASCII bytes (all flag-less) at a time.
+                let mut high = usize::from(bytes[i] >= 0x80);
+                while word_at(bytes, j).is_some_and(|w| w & HIGH == HIGH) {
+                    j += 8;
+                    high += 8;
+                }
                 while j < n && FLAGS[bytes[j] as usize] == 0 {
+                    high += usize::from(bytes[j] >= 0x80);
                     j += 1;
                 }
+                st.high_bytes += high;
                 f2 = if j - i >= 2 { 0 } else { f1 };
                 f1 = 0;
                 (b64, run, cluster, sep) = (0, 0, 0, false);
@@ -149,13 +200,9 @@ impl TextStats {
         st.ascii_separator = separator;
         st
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reference(bytes: &[u8]) -> TextStats {
+    /// The per-byte form [`of`](Self::of) is tested against (the straightforward path).
+    pub fn reference(bytes: &[u8]) -> TextStats {
         let mut st = TextStats {
             ascii: bytes.is_ascii(),
             ..TextStats::default()
@@ -166,6 +213,7 @@ mod tests {
         let (mut f1, mut f2) = (0u8, 0u8);
         let mut separator = false;
         for &b in bytes {
+            st.high_bytes += usize::from(b >= 0x80);
             let f = FLAGS[b as usize];
             let digit = f & DIGIT != 0;
             let alnum = f & (DIGIT | ALPHA) != 0;
@@ -196,6 +244,11 @@ mod tests {
         st.ascii_separator = separator;
         st
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn same(a: &TextStats, b: &TextStats) -> bool {
         (
@@ -205,6 +258,7 @@ mod tests {
             a.max_cluster,
             a.max_mixed,
             a.max_b64_run,
+            a.high_bytes,
         ) == (
             b.ascii,
             b.ascii_separator,
@@ -212,6 +266,7 @@ mod tests {
             b.max_cluster,
             b.max_mixed,
             b.max_b64_run,
+            b.high_bytes,
         )
     }
 
@@ -228,7 +283,7 @@ mod tests {
                 x ^= x << 17;
                 text.push(alphabet[(x % alphabet.len() as u64) as usize]);
             }
-            let (a, b) = (TextStats::of(&text), reference(&text));
+            let (a, b) = (TextStats::of(&text), TextStats::reference(&text));
             assert!(
                 same(&a, &b),
                 "{:?}: {a:?} vs {b:?}",
@@ -244,8 +299,23 @@ mod tests {
         ] {
             assert!(same(
                 &TextStats::of(text.as_bytes()),
-                &reference(text.as_bytes())
+                &TextStats::reference(text.as_bytes())
             ));
+        }
+    }
+
+    #[test]
+    fn projection() {
+        let mut out = Vec::new();
+        for (text, want) in [
+            ("", &b""[..]),
+            ("abc", b"abc"),
+            ("Привет, мир! ok", b"\xFF, \xFF! ok"),
+            ("a我们b。c", b"a\xFFb\xFFc"),
+            ("0123456789abcdefЖЖЖЖЖЖЖЖЖЖЖЖx", b"0123456789abcdef\xFFx"),
+        ] {
+            ascii_projection(text.as_bytes(), &mut out);
+            assert_eq!(out, want, "{text:?}");
         }
     }
 

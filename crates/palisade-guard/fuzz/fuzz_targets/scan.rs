@@ -1,5 +1,6 @@
 //! Fuzz `Guard::scan`: never panics (never fail-closed), spans are valid, redaction never
-//! leaves a detected span in the stored text, and the output is valid UTF-8 (by type).
+//! leaves a detected span in the stored text, the output is valid UTF-8 (by type), and
+//! the fast path gives the same verdict as the straightforward one (`scan_reference`).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -44,4 +45,5 @@ fuzz_target!(|data: &[u8]| {
     if v.pii.detections.is_empty() {
         assert_eq!(v.redacted_text, text);
     }
+    assert_eq!(v, guard().scan_reference(&text), "fast and reference paths differ");
 });
