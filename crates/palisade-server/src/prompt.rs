@@ -102,9 +102,11 @@ pub fn title_request(first_message: &str) -> ChatRequest {
 
 /// The reference's title clean-up: trim whitespace, then any leading and
 /// trailing quotes, keep at most 150 characters. `None` when nothing is left
-/// (the thread keeps "New chat").
+/// (the thread keeps "New chat"). Unlike the reference, whitespace between
+/// the quotes is trimmed too, so `" "` gives no title rather than a blank
+/// one.
 pub fn clean_title(raw: &str) -> Option<String> {
-    let title = raw.trim().trim_matches(|c| c == '"' || c == '\'');
+    let title = raw.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
     if title.is_empty() {
         return None;
     }
@@ -257,6 +259,7 @@ mod tests {
             Some("Quota help")
         );
         assert_eq!(clean_title(" \"\" "), None);
+        assert_eq!(clean_title(" \" ' \" "), None);
         assert_eq!(clean_title("   "), None);
         assert_eq!(
             clean_title(&"é".repeat(200)).map(|t| t.chars().count()),
