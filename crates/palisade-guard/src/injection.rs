@@ -66,6 +66,18 @@ struct Spec {
     /// The pattern can only match when one of these (ASCII-case-insensitive) strings
     /// occurs in the text. Empty: always a candidate (custom matchers gate themselves).
     keywords: &'static [&'static str],
+    /// Context-dependent evidence: words that benign requests use as often as attacks
+    /// ("start over", "debug mode", "pretend you are", "no limits"). With the learned
+    /// classifier on, a text whose only matches are such patterns is cleared unless the
+    /// classifier also leans towards an attack (see `docs/guard.md`). The reference's
+    /// behaviour (classifier off) is unchanged.
+    weak: bool,
+}
+
+/// Mark a pattern as context-dependent evidence (see [`Spec::weak`]).
+fn weak(mut spec: Spec) -> Spec {
+    spec.weak = true;
+    spec
 }
 
 const ADJ_HIJACK: &str = "(?:unrestricted|unfiltered|evil|malicious|different|free|unleashed|unconstrained|rogue|jailbroken|dan|hacker|villain|liberated)";
@@ -85,7 +97,7 @@ static HIJACK_BECOME: LazyLock<String> = LazyLock::new(|| {
 
 macro_rules! spec {
     ($cat:expr, $w:expr, $kind:expr, [$($kw:expr),* $(,)?]) => {
-        Spec { category: $cat, weight: $w, kind: $kind, keywords: &[$($kw),*] }
+        Spec { category: $cat, weight: $w, kind: $kind, keywords: &[$($kw),*], weak: false }
     };
 }
 
@@ -232,23 +244,23 @@ fn specs() -> Vec<Spec> {
             ["override"]
         ),
         // ---- safety_bypass
-        spec!(
+        weak(spec!(
             "safety_bypass",
             0.90,
             Ascii(
                 r"\b(?:skip|bypass|circumvent|evade|ignore)\s+(?:all\s+)?(?:(?:safety|security|content)\s+)?(?:filters?|restrictions?|guidelines?|guardrails?|rules?|checks?|protocols?)\b"
             ),
             ["skip", "bypass", "circumvent", "evade", "ignore"]
-        ),
+        )),
         // ---- instruction_reset
-        spec!(
+        weak(spec!(
             "instruction_reset",
             0.85,
             Ascii(
                 r"\bnew\s+instructions?\b|\bstart\s+over\b|\bbegin\s+anew\b|\breset\s+(?:your|all)\s+(?:instructions|rules|behaviou?r)\b"
             ),
             ["new", "over", "anew", "reset"]
-        ),
+        )),
         // ---- safety_override
         spec!(
             "safety_override",
@@ -272,45 +284,45 @@ fn specs() -> Vec<Spec> {
             Ascii(hijack_become),
             ["imagine", "become", "embody", "part of"]
         ),
-        spec!(
+        weak(spec!(
             "persona_hijack",
             0.70,
             Ascii(r"\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\s+\w+"),
             ["pretend"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "persona_hijack",
             0.80,
             Ascii(
                 r"\b(?:assume|adopt|take\s+on)\s+the\s+(?:role|persona|identity|character)\s+of\b"
             ),
             ["assume", "adopt", "take"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "persona_hijack",
             0.75,
             Ascii(
                 r"\b(?:simulate|emulate|impersonate|roleplay)\s+(?:(?:being|as)\s+)?(?:(?:a|an)\s+)?\w+"
             ),
             ["simulate", "emulate", "impersonate", "roleplay"]
-        ),
+        )),
         // ---- mode_switch
-        spec!(
+        weak(spec!(
             "mode_switch",
             0.80,
             Ascii(
                 r"\bfrom\s+now\s+on,?\s+(?:you\s+)?(?:are|will|should|must|can|have|do|ignore|operate|respond|act|behave)\b"
             ),
             ["now on"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "mode_switch",
             0.75,
             Ascii(
                 r"\b(?:switch|change|transition)\s+(?:to|into)\s+(?:(?:a|an)\s+)?(?:(?:new|different)\s+)?(?:mode|persona|role|character)\b"
             ),
             ["switch", "change", "transition"]
-        ),
+        )),
         // ---- jailbreak
         spec!(
             "jailbreak",
@@ -324,26 +336,26 @@ fn specs() -> Vec<Spec> {
             Ascii(r"\bdo\s+anything\s+now\b"),
             ["anything"]
         ),
-        spec!(
+        weak(spec!(
             "jailbreak",
             0.90,
             Ascii(r"\b(?:developer|debug|maintenance|god)\s+mode\b"),
             ["mode"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "jailbreak",
             0.55,
             Ascii(
                 r"\b(?:enter|enable|activate|switch\s+to|turn\s+on)\s+(?:admin|test|developer|debug|god)\s+mode\b"
             ),
             ["mode"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "jailbreak",
             0.95,
             Ascii(r"\bjail\s?break(?:s|ing)?\b|\bjailbroken\b"),
             ["jail"]
-        ),
+        )),
         spec!(
             "jailbreak",
             0.90,
@@ -373,14 +385,14 @@ fn specs() -> Vec<Spec> {
                 "reconfigured"
             ]
         ),
-        spec!(
+        weak(spec!(
             "jailbreak",
             0.90,
             Ascii(
                 r"\b(?:unrestricted|unfiltered|uncensored|unlimited)\s+(?:mode|access|version|ai|model)\b"
             ),
             ["unrestricted", "unfiltered", "uncensored", "unlimited"]
-        ),
+        )),
         // ---- safety_disable
         spec!(
             "safety_disable",
@@ -391,7 +403,7 @@ fn specs() -> Vec<Spec> {
             ["safety", "content", "ethical"]
         ),
         // ---- unrestricted
-        spec!(
+        weak(spec!(
             "unrestricted",
             0.70,
             Ascii(
@@ -405,7 +417,7 @@ fn specs() -> Vec<Spec> {
                 "filter",
                 "censorship"
             ]
-        ),
+        )),
         // ---- delimiter_injection
         spec!(
             "delimiter_injection",
@@ -420,7 +432,7 @@ fn specs() -> Vec<Spec> {
             ["<|"]
         ),
         // ---- tag_injection
-        spec!(
+        weak(spec!(
             "tag_injection",
             0.85,
             Ascii(r"</?(?:human|assistant|bot|user)>|\[system\]|\[inst\]"),
@@ -432,8 +444,8 @@ fn specs() -> Vec<Spec> {
                 "[system]",
                 "[inst]"
             ]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "tag_injection",
             0.90,
             Ascii(
@@ -447,7 +459,7 @@ fn specs() -> Vec<Spec> {
                 "admin_override",
                 "tool_response"
             ]
-        ),
+        )),
         // ---- format_injection
         spec!(
             "format_injection",
@@ -465,7 +477,7 @@ fn specs() -> Vec<Spec> {
             ["```"]
         ),
         // ---- prompt_leak
-        spec!(
+        weak(spec!(
             "prompt_leak",
             0.80,
             Ascii(
@@ -474,16 +486,16 @@ fn specs() -> Vec<Spec> {
             [
                 "repeat", "show", "display", "print", "reveal", "output", "tell"
             ]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "prompt_leak",
             0.75,
             Ascii(
                 r"\bwhat\s+(?:are|were)\s+(?:your|the)\s+(?:instructions|rules|guidelines|system\s+prompt|directives|programming)\b"
             ),
             ["what"]
-        ),
-        spec!(
+        )),
+        weak(spec!(
             "prompt_leak",
             0.85,
             Ascii(
@@ -497,7 +509,7 @@ fn specs() -> Vec<Spec> {
                 "retrieve",
                 "access"
             ]
-        ),
+        )),
         spec!(
             "prompt_leak",
             0.85,
@@ -593,35 +605,35 @@ fn specs() -> Vec<Spec> {
             ["this is"]
         ),
         // ---- privilege_claim
-        spec!(
+        weak(spec!(
             "privilege_claim",
             0.85,
             Ascii(
                 r"\bi\s+(?:have|got)\s+(?:special|admin|root|elevated)\s+(?:access|permissions?|privileges?|clearance)\b"
             ),
             ["special", "admin", "root", "elevated"]
-        ),
+        )),
         // ---- emergency_bypass
-        spec!(
+        weak(spec!(
             "emergency_bypass",
             0.85,
             Ascii(r"\b(?:emergency|urgent|critical)\s+(?:override|access|protocol|bypass)\b"),
             ["emergency", "urgent", "critical"]
-        ),
+        )),
         // ---- encodings
-        spec!(
+        weak(spec!(
             "encoding_trick",
             0.70,
             Ascii(r"\b(?:base64|b64|decode|atob)\s*[(:]"),
             ["base64", "b64", "decode", "atob"]
-        ),
-        spec!("base64_payload", 0.40, Base64Run, []),
-        spec!(
+        )),
+        weak(spec!("base64_payload", 0.40, Base64Run, [])),
+        weak(spec!(
             "hex_encoding",
             0.75,
             Ascii(r"(?:\\x[0-9a-f]{2}){4,}"),
             ["\\x"]
-        ),
+        )),
         spec!("unicode_tags", 0.95, UnicodeTags, []),
         spec!("invisible_chars", 0.85, Invisible, []),
         spec!(
@@ -630,12 +642,12 @@ fn specs() -> Vec<Spec> {
             Ascii(r"1gn0r3|ign0re|byp4ss|h4ck|0v3rr1d3"),
             ["1gn0r3", "ign0re", "byp4ss", "h4ck", "0v3rr1d3"]
         ),
-        spec!(
+        weak(spec!(
             "cipher_encoding",
             0.70,
             Ascii(r"\brot[\s-]?13\b|\bcaesar\s+(?:cipher|shift)\b|\bsubstitution\s+cipher\b"),
             ["rot", "caesar", "substitution"]
-        ),
+        )),
         spec!(
             "reverse_encoding",
             0.70,
@@ -653,7 +665,7 @@ fn specs() -> Vec<Spec> {
             ["decode", "decipher", "decrypt", "translate"]
         ),
         // ---- context_manipulation
-        spec!(
+        weak(spec!(
             "context_manipulation",
             0.75,
             Ascii(
@@ -668,7 +680,7 @@ fn specs() -> Vec<Spec> {
                 "invalidated",
                 "retracted"
             ]
-        ),
+        )),
         spec!(
             "context_manipulation",
             0.70,
@@ -677,7 +689,7 @@ fn specs() -> Vec<Spec> {
             ),
             ["above", "provided", "earlier", "previous"]
         ),
-        spec!(
+        weak(spec!(
             "context_manipulation",
             0.70,
             Ascii(
@@ -690,7 +702,7 @@ fn specs() -> Vec<Spec> {
                 "behavio",
                 "operating"
             ]
-        ),
+        )),
         spec!(
             "context_manipulation",
             0.85,
@@ -812,6 +824,16 @@ struct Pattern {
     matcher: Matcher,
     /// Always a candidate (no keyword prefilter).
     always: bool,
+    /// Context-dependent evidence ([`Spec::weak`]).
+    weak: bool,
+}
+
+/// The patterns found in a text before scoring.
+pub(crate) struct Found {
+    /// The matches, in pattern order (normalised text first, then the original).
+    pub(crate) matches: Vec<PatternMatch>,
+    /// Every match comes from a context-dependent pattern (false when there is none).
+    pub(crate) only_weak: bool,
 }
 
 /// A compiled allowlist phrase.
@@ -880,6 +902,7 @@ impl InjectionDetector {
                 weight: spec.weight,
                 matcher,
                 always,
+                weak: spec.weak,
             });
         }
         let prefilter = AhoCorasickBuilder::new()
@@ -968,6 +991,20 @@ impl InjectionDetector {
         original_mask: Option<u128>,
         stats: Option<&TextStats>,
     ) -> InjectionResult {
+        match self.find_patterns(text, original_mask, stats) {
+            None => InjectionResult::clean("allowlist"),
+            Some(found) => score_patterns(found.matches, "regex"),
+        }
+    }
+
+    /// The matching patterns of `text` (arguments as for `scan_with`); `None` when the
+    /// text is allowlisted.
+    pub(crate) fn find_patterns(
+        &self,
+        text: &str,
+        original_mask: Option<u128>,
+        stats: Option<&TextStats>,
+    ) -> Option<Found> {
         let norm: Normalized<'_> = match stats {
             Some(st) if st.ascii && !st.ascii_separator => unchanged(text),
             _ => normalize(text),
@@ -976,13 +1013,14 @@ impl InjectionDetector {
         // the statistics found no run of 50.
         let no_b64_in_original = stats.is_some_and(|st| st.max_b64_run < 50);
         if self.allowlisted(&norm.text) {
-            return InjectionResult::clean("allowlist");
+            return None;
         }
         let original_mask = || match original_mask {
             Some(m) => m | self.always_mask,
             None => self.candidates(text),
         };
-        let mut found: Vec<PatternMatch> = Vec::new();
+        // The matches, each with whether its pattern is context-dependent.
+        let mut found: Vec<(PatternMatch, bool)> = Vec::new();
         let mask = if norm.changed() {
             self.candidates(&norm.text)
         } else {
@@ -999,7 +1037,7 @@ impl InjectionDetector {
         if norm.changed() {
             let mut seen: HashSet<(String, u64)> = found
                 .iter()
-                .map(|p| (p.category.clone(), p.weight.to_bits()))
+                .map(|(p, _)| (p.category.clone(), p.weight.to_bits()))
                 .collect();
             let mask = original_mask();
             let mut extra = Vec::new();
@@ -1011,13 +1049,16 @@ impl InjectionDetector {
                 no_b64_in_original,
                 |s, e| (s, e),
             );
-            for m in extra {
+            for (m, w) in extra {
                 if seen.insert((m.category.clone(), m.weight.to_bits())) {
-                    found.push(m);
+                    found.push((m, w));
                 }
             }
         }
-        score_patterns(found, "regex")
+        Some(Found {
+            only_weak: !found.is_empty() && found.iter().all(|(_, w)| *w),
+            matches: found.into_iter().map(|(m, _)| m).collect(),
+        })
     }
 
     fn run(
@@ -1025,7 +1066,7 @@ impl InjectionDetector {
         hay: &str,
         mask: u128,
         matched_in: MatchedIn,
-        out: &mut Vec<PatternMatch>,
+        out: &mut Vec<(PatternMatch, bool)>,
         skip_b64: bool,
         map: impl Fn(usize, usize) -> (usize, usize),
     ) {
@@ -1044,14 +1085,15 @@ impl InjectionDetector {
             if let Some((s, e)) = p.matcher.find(bytes) {
                 let (s, e) = snap(hay, s, e);
                 let (os, oe) = map(s, e);
-                out.push(PatternMatch {
+                let m = PatternMatch {
                     category: p.category.to_owned(),
                     weight: p.weight,
                     start: os,
                     end: oe,
                     matched_text: hay.get(s..e).unwrap_or_default().to_owned(),
                     matched_in,
-                });
+                };
+                out.push((m, p.weak));
             }
         }
     }

@@ -48,7 +48,7 @@ pub struct GuardConfig {
     pub max_scan_chars: usize,
     /// Run the learned classifier (category `learned_classifier`) beside the patterns.
     /// On by default: the reference's patterns alone miss most paraphrased attacks
-    /// (F1 0.12 on the evaluation corpora, 0.90 with the classifier); see
+    /// (F1 0.12 on the evaluation corpora, 0.94 with the classifier); see
     /// `docs/guard.md` for the measurements and its false positives.
     pub learned_classifier: bool,
 }
@@ -165,10 +165,10 @@ impl Guard {
             }
         }
         let stats = stats::TextStats::of(scanned.as_bytes());
-        let injection = self
+        let found = self
             .injection
-            .scan_with(scanned, Some(inj_mask), Some(&stats));
-        let injection = self.add_learned(scanned, injection);
+            .find_patterns(scanned, Some(inj_mask), Some(&stats));
+        let injection = self.injection_result(scanned, found);
         let pii = self.pii.scan_with(scanned, Some(pii_mask), &stats);
         let redacted = if pii.detections.is_empty() {
             text.to_owned()
@@ -183,39 +183,34 @@ impl Guard {
         Verdict::combine(injection, pii, redacted, warning)
     }
 
-    /// Add the learned classifier's verdict to an injection result (not for allowlisted
-    /// text).
-    fn add_learned(&self, text: &str, injection: InjectionResult) -> InjectionResult {
+    /// Score the patterns found in `text` (`None`: allowlisted), with the learned
+    /// classifier's verdict when it is on: its entry joins the patterns when the
+    /// probability reaches the flag threshold, and a text whose only matches are
+    /// context-dependent patterns is cleared when the probability stays below
+    /// [`learned::WEAK_CONFIRM`].
+    fn injection_result(&self, text: &str, found: Option<injection::Found>) -> InjectionResult {
+        let Some(found) = found else {
+            return InjectionResult::clean("allowlist");
+        };
         let Some(clf) = &self.learned else {
-            return injection;
+            return injection::score_patterns(found.matches, "regex");
         };
-        if injection.method != "regex" {
-            return injection;
-        }
         let p = clf.probability(text);
-        let (_, t_block) = clf.thresholds();
-        let weight = if p >= t_block {
-            Some(learned::BLOCK_WEIGHT)
-        } else if p >= clf.thresholds().0 {
-            Some(learned::FLAG_WEIGHT)
-        } else {
-            None
-        };
-        let mut result = match weight {
-            Some(weight) => {
-                let mut patterns = injection.patterns;
-                patterns.push(PatternMatch {
-                    category: "learned_classifier".to_owned(),
-                    weight,
-                    start: 0,
-                    end: text.len(),
-                    matched_text: String::new(),
-                    matched_in: MatchedIn::Original,
-                });
-                injection::score_patterns(patterns, "regex")
-            }
-            None => injection,
-        };
+        let mut patterns = found.matches;
+        if found.only_weak && p < learned::WEAK_CONFIRM {
+            patterns.clear();
+        }
+        if let Some((weight, _)) = clf.classify_probability(p) {
+            patterns.push(PatternMatch {
+                category: "learned_classifier".to_owned(),
+                weight,
+                start: 0,
+                end: text.len(),
+                matched_text: String::new(),
+                matched_in: MatchedIn::Original,
+            });
+        }
+        let mut result = injection::score_patterns(patterns, "regex");
         result.learned_probability = Some(p);
         result
     }
@@ -224,7 +219,7 @@ impl Guard {
     pub fn scan_injection(&self, text: &str) -> InjectionResult {
         let scanned = truncate_chars(text, self.max_scan_chars);
         match catch_unwind(AssertUnwindSafe(|| {
-            self.add_learned(scanned, self.injection.scan(scanned))
+            self.injection_result(scanned, self.injection.find_patterns(scanned, None, None))
         })) {
             Ok(r) => r,
             Err(_) => Verdict::fail_closed().injection,
@@ -244,7 +239,9 @@ pub fn fail_closed_on_panic(text: &str, f: impl FnOnce() -> Verdict) -> Verdict 
 
 /// The first `max` characters of `text`.
 fn truncate_chars(text: &str, max: usize) -> &str {
-    if text.len() <= max {
+    // Byte length bounds the character count; counting characters is much cheaper than
+    // walking `char_indices`, so only text that really is too long pays for the walk.
+    if text.len() <= max || text.chars().count() <= max {
         return text;
     }
     match text.char_indices().nth(max) {

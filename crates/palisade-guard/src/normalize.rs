@@ -251,22 +251,22 @@ struct Emitter {
     out: String,
     /// Per normalised character: (normalised byte start, original start, original end).
     map: Vec<(u32, u32, u32)>,
-    /// The character before `pending` (unreplaced).
-    prev: Option<char>,
-    pending: Option<(char, u32, u32)>,
+    /// Whether the character before `pending` (unreplaced) is a word character.
+    prev_word: bool,
+    /// The pending character, its original span and whether it is a word character.
+    pending: Option<(char, u32, u32, bool)>,
 }
 
 impl Emitter {
     fn push(&mut self, c: char, s: u32, e: u32) {
-        if let Some((p, ps, pe)) = self.pending.take() {
-            let replaced = !is_word_char(p)
-                && !is_space_char(p)
-                && self.prev.is_some_and(is_word_char)
-                && is_word_char(c);
+        // Every character is classified once (the Unicode tables are the slow part).
+        let word = is_word_char(c);
+        if let Some((p, ps, pe, p_word)) = self.pending.take() {
+            let replaced = !p_word && !is_space_char(p) && self.prev_word && word;
             self.emit(if replaced { ' ' } else { p }, ps, pe);
-            self.prev = Some(p);
+            self.prev_word = p_word;
         }
-        self.pending = Some((c, s, e));
+        self.pending = Some((c, s, e, word));
     }
 
     fn emit(&mut self, c: char, s: u32, e: u32) {
@@ -275,7 +275,7 @@ impl Emitter {
     }
 
     fn finish(mut self) -> (String, Vec<(u32, u32, u32)>) {
-        if let Some((p, ps, pe)) = self.pending.take() {
+        if let Some((p, ps, pe, _)) = self.pending.take() {
             self.emit(p, ps, pe);
         }
         (self.out, self.map)
@@ -285,12 +285,18 @@ impl Emitter {
 fn normalize_unicode(text: &str) -> Normalized<'_> {
     let mut em = Emitter {
         out: String::with_capacity(text.len()),
-        map: Vec::new(),
-        prev: None,
+        map: Vec::with_capacity(text.len() / 2),
+        prev_word: false,
         pending: None,
     };
     // Per-call cache of slow-path results: natural text repeats its accented letters.
     let mut cache: HashMap<char, Vec<char>> = HashMap::new();
+    // Per-call direct-mapped cache of fast-path results: (character, `Some(output)` for a
+    // character that normalises on its own — `Some(None)` when it is stripped — or
+    // `None` for the slow path). Slot 0 starts as NUL, which is ASCII and never looked up.
+    const RECENT: usize = 256;
+    type Simple = Option<Option<char>>;
+    let mut recent: [(char, Simple); RECENT] = [('\0', None); RECENT];
     for (i, c) in text.char_indices() {
         let s = i as u32;
         let e = (i + c.len_utf8()) as u32;
@@ -303,12 +309,27 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
             continue;
         }
         // Fast path: a character that NFKC and NFD leave alone maps to itself, its
-        // confusable, or nothing.
-        if decomposes_to_itself(c) {
-            if let Some(k) = confusable(c) {
+        // confusable, or nothing. The answer is remembered in a small direct-mapped
+        // table: natural text repeats the letters of its script.
+        let slot = &mut recent[(c as usize) & (RECENT - 1)];
+        let simple = if slot.0 == c {
+            slot.1
+        } else {
+            let simple = if decomposes_to_itself(c) {
+                Some(match confusable(c) {
+                    Some(k) => Some(k),
+                    None if is_stripped(c) => None,
+                    None => Some(c),
+                })
+            } else {
+                None
+            };
+            *slot = (c, simple);
+            simple
+        };
+        if let Some(out) = simple {
+            if let Some(k) = out {
                 em.push(k, s, e);
-            } else if !is_stripped(c) {
-                em.push(c, s, e);
             }
             continue;
         }

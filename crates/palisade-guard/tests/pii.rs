@@ -447,3 +447,32 @@ fn tuning_changes() {
     let v = scan("curl -H 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz123456'");
     assert_eq!(v.pii.action, Action::Warn);
 }
+
+#[test]
+fn national_ids_need_their_own_context_among_foreign_or_identifier_words() {
+    // A valid PESEL alone, or with its own keyword, is redacted.
+    assert_eq!(pii_cats(&scan("34082565399")), vec!["pii_poland_pesel"]);
+    assert_eq!(
+        pii_cats(&scan("PESEL 96082234013, order 12")),
+        vec!["pii_poland_pesel"]
+    );
+    // Another country's keyword or an ordinary identifier before it: not a PESEL.
+    assert!(pii_cats(&scan("my isikukood is 34082565399")).is_empty());
+    assert!(pii_cats(&scan("The build 34082565399 failed at 10:30")).is_empty());
+    assert!(pii_cats(&scan("Tracking number 34082565399")).is_empty());
+    // A Finnish HETU next to "personnummer" is not reported as Finnish.
+    assert_eq!(pii_cats(&scan("220997-4810")), vec!["pii_finland_hetu"]);
+    assert!(!pii_cats(&scan("personnummer 220997-4810")).contains(&"pii_finland_hetu".to_owned()));
+}
+
+#[test]
+fn card_numbers_inside_an_iban_are_not_cards() {
+    // 16 Luhn-valid digits after an IBAN's country code and check digits.
+    assert_eq!(
+        pii_cats(&scan("charge 4401 1298 9392 0466")),
+        vec!["pii_credit_card"]
+    );
+    assert!(
+        !pii_cats(&scan("IBAN: EE13 4401 1298 9392 0466")).contains(&"pii_credit_card".to_owned())
+    );
+}
