@@ -297,7 +297,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PALISADE_TOKEN_LIMIT_DAILY", "lots");
             let err = Config::load(None, &Overrides::default()).map(|_| ()).map_err(|e| format!("{e:#}"));
-            assert!(err.as_ref().is_err_and(|e| e.contains("token_limit_daily")), "{err:?}");
+            assert!(
+                err.as_ref()
+                    .is_err_and(|e| e.to_lowercase().contains("token_limit_daily")),
+                "{err:?}"
+            );
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
