@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::chat::{ChatServer, Streamed};
 use common::{TestServer, assert_404, assert_body, hex, shared_guard};
 use futures_util::StreamExt;
-use palisade_llm::testing::{FakeResponse, FakeStep, content_chunk, done, finish_chunk, role_chunk};
+use palisade_llm::testing::{
+    FakeResponse, FakeStep, content_chunk, done, finish_chunk, role_chunk,
+};
 use palisade_server::ChatSettings;
 use palisade_store::{Message, Role, Store};
 use serde_json::json;
@@ -85,8 +87,11 @@ async fn one_generation_per_thread(store: Arc<dyn Store>) {
     // Other threads are not affected.
     chat.answer("elsewhere");
     let other = chat.thread(&alice, "other").await;
-    chat.stream(&alice, &json!({"input": "x", "thread_uuid": hex(&other.uuid)}))
-        .await;
+    chat.stream(
+        &alice,
+        &json!({"input": "x", "thread_uuid": hex(&other.uuid)}),
+    )
+    .await;
 
     let first = Streamed::read(running).await;
     assert_eq!(first.markdown(), "first answer");
@@ -162,7 +167,10 @@ async fn answers_outlive_the_connection(store: Arc<dyn Store>) {
         done(),
     ]));
     let response = chat
-        .post_stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     let (response, line) = first_line(response).await;
     assert!(line.starts_with(r#"{"m":{"thread_uuid":"#));
@@ -172,7 +180,11 @@ async fn answers_outlive_the_connection(store: Arc<dyn Store>) {
         answer.content,
         "The whole answer, even after the client left."
     );
-    assert_eq!(chat.llm.disconnects(), 0, "the upstream call was not abandoned");
+    assert_eq!(
+        chat.llm.disconnects(),
+        0,
+        "the upstream call was not abandoned"
+    );
     // Usage is recorded after the answer; give it the moment it needs.
     for _ in 0..100 {
         if chat.store.token_quota(alice.user.id).await.unwrap().usage[0] == 16 {
@@ -180,7 +192,10 @@ async fn answers_outlive_the_connection(store: Arc<dyn Store>) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(chat.store.token_quota(alice.user.id).await.unwrap().usage[0], 16);
+    assert_eq!(
+        chat.store.token_quota(alice.user.id).await.unwrap().usage[0],
+        16
+    );
 }
 
 /// Cancel on the node running the generation: the stream ends early with
@@ -192,7 +207,10 @@ async fn cancel_keeps_the_partial_answer(store: Arc<dyn Store>) {
     let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
     chat.llm.push(stalled_answer("A partial answer"));
     let response = chat
-        .post_stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     let (response, _) = first_line(response).await;
     let cancel = chat.post(&alice, &path).await;
@@ -203,13 +221,20 @@ async fn cancel_keeps_the_partial_answer(store: Arc<dyn Store>) {
     assert!(!rest.contains(r#""e":"#), "{rest}");
     assert!(rest.contains("assistant_message_uuid"), "{rest}");
     assert!(rest.contains("A partial answer"), "{rest}");
-    assert!(chat.llm.wait_for_disconnects(1, Duration::from_secs(5)).await);
+    assert!(
+        chat.llm
+            .wait_for_disconnects(1, Duration::from_secs(5))
+            .await
+    );
     let messages = chat.active_messages(thread.uuid).await;
     assert_eq!(messages[1].content, "A partial answer");
     // The thread is free again, and a stale cancel does not hit the next one.
     chat.answer("next");
     let next = chat
-        .stream(&alice, &json!({"input": "q2", "thread_uuid": hex(&thread.uuid)}))
+        .stream(
+            &alice,
+            &json!({"input": "q2", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     assert_eq!(next.markdown(), "next");
     // Nothing running: still 204.
@@ -249,19 +274,24 @@ async fn cancel_from_another_node(store: Arc<dyn Store>) {
         s.cancel_poll_interval = Duration::from_millis(100);
     })
     .await;
-    let other_node =
-        TestServer::start_with(store, shared_guard(), ChatSettings::new(None)).await;
+    let other_node = TestServer::start_with(store, shared_guard(), ChatSettings::new(None)).await;
     let alice = chat.user("alice").await;
     let thread = chat.thread(&alice, "t").await;
     chat.llm.push(stalled_answer("Half of it"));
     let response = chat
-        .post_stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     let (response, _) = first_line(response).await;
     let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
     assert_eq!(other_node.post(&alice, &path).await.status(), 204);
     let rest = response.text().await.unwrap();
-    assert!(!rest.contains(r#""e":"#), "stopped by the cancel, not a timeout: {rest}");
+    assert!(
+        !rest.contains(r#""e":"#),
+        "stopped by the cancel, not a timeout: {rest}"
+    );
     let messages = chat.active_messages(thread.uuid).await;
     assert_eq!(messages[1].content, "Half of it");
 }
@@ -275,14 +305,20 @@ async fn stalled_upstream(store: Arc<dyn Store>) {
     chat.llm
         .push(FakeResponse::Stream(vec![role_chunk(), FakeStep::Hang]));
     let streamed = chat
-        .stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     assert!(streamed.error().is_some());
     assert!(streamed.final_meta().is_some());
     assert_eq!(chat.active_messages(thread.uuid).await[1].content, "");
     chat.answer("recovered");
     let next = chat
-        .stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     assert_eq!(next.markdown(), "recovered");
 }
@@ -300,15 +336,21 @@ async fn a_crashed_nodes_lease_expires(store: Arc<dyn Store>) {
             .unwrap()
     );
     assert_eq!(
-        chat.post_stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
-            .await
-            .status(),
+        chat.post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)})
+        )
+        .await
+        .status(),
         409
     );
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     chat.answer("back");
     let streamed = chat
-        .stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     assert_eq!(streamed.markdown(), "back");
 }
@@ -328,7 +370,10 @@ async fn lines_are_streamed_as_they_come(store: Arc<dyn Store>) {
         done(),
     ]));
     let response = chat
-        .post_stream(&alice, &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
         .await;
     let mut body = response.bytes_stream();
     let mut seen = String::new();
@@ -345,7 +390,97 @@ async fn lines_are_streamed_as_they_come(store: Arc<dyn Store>) {
     assert!(seen.contains(r#"{"k":"markdown","c":"tail"}"#), "{seen}");
 }
 
+/// An upstream that answers 200 with something that is not a
+/// chat-completions stream: the `e` line, and the thread stays usable.
+async fn garbage_upstream(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    chat.llm
+        .push(FakeResponse::Stream(vec![palisade_llm::testing::raw(
+            "<html>502 Bad Gateway</html>\n\n",
+        )]));
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert!(streamed.error().is_some(), "{:?}", streamed.lines);
+    assert!(streamed.final_meta().is_some());
+    chat.answer("fine again");
+    let next = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(next.markdown(), "fine again");
+}
+
+/// Shutdown waits for running generations: an answer whose client left is
+/// still stored in full before `serve` returns.
+async fn shutdown_stores_running_answers(store: Arc<dyn Store>) {
+    let llm = palisade_llm::testing::FakeOpenAi::start().await;
+    let provider = palisade_llm::OpenAiProvider::new(llm.config()).unwrap();
+    let state = palisade_server::AppState::new(
+        store.clone(),
+        shared_guard(),
+        ChatSettings::new(Some(Arc::new(provider))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(palisade_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let user = store
+        .create_user(&palisade_store::NewUser {
+            username: "alice".into(),
+            ..palisade_store::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let token = palisade_server::auth::issue_token(store.as_ref(), &user, None)
+        .await
+        .unwrap();
+    llm.push(slow_answer(
+        "Begun before shutdown, ",
+        Duration::from_millis(500),
+        "finished after.",
+    ));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(&json!({"input": "q"}))
+        .send()
+        .await
+        .unwrap();
+    let (response, line) = first_line(response).await;
+    let thread: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+    let thread = Uuid::parse_str(thread["m"]["thread_uuid"].as_str().unwrap()).unwrap();
+    drop(response);
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    let messages = store
+        .list_messages(&palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(
+        messages[1].content,
+        "Begun before shutdown, finished after."
+    );
+}
+
 palisade_store::test_on_both_backends!(
+    garbage_upstream,
+    shutdown_stores_running_answers,
     one_generation_per_thread,
     concurrent_requests_race_safely,
     answers_outlive_the_connection,
