@@ -296,7 +296,9 @@ mod tests {
     fn bad_values_are_startup_errors() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PALISADE_TOKEN_LIMIT_DAILY", "lots");
-            let err = Config::load(None, &Overrides::default()).map(|_| ()).map_err(|e| format!("{e:#}"));
+            let err = Config::load(None, &Overrides::default())
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"));
             assert!(
                 err.as_ref()
                     .is_err_and(|e| e.to_lowercase().contains("token_limit_daily")),

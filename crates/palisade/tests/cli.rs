@@ -170,7 +170,10 @@ async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dy
     assert!(lines[2]["m"]["assistant_message_uuid"].is_string());
     let call = &llm.requests()[0];
     assert_eq!(call.path, "/v1/chat/completions");
-    assert_eq!(call.header("authorization").as_deref(), Some("Bearer sk-test"));
+    assert_eq!(
+        call.header("authorization").as_deref(),
+        Some("Bearer sk-test")
+    );
     assert_eq!(call.body["model"], "fake-model");
     let thread = lines[0]["m"]["thread_uuid"].as_str().expect("thread uuid");
     let thread: serde_json::Value = get(port, &token, &format!("/api/chat-threads/{thread}/"))
