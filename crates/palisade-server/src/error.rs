@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 403 with DRF's message: authenticated, but not staff.
     #[error("permission denied")]
     PermissionDenied,
+    /// A bug (a task panicked); logged, answered with a generic 500.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Anything the store could not do; logged, answered with a generic 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -107,6 +110,13 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "You do not have permission to perform this action.",
             ),
+            ApiError::Internal(err) => {
+                tracing::error!(error = %err, "internal error");
+                detail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "A server error occurred.",
+                )
+            }
             ApiError::Store(err) => {
                 tracing::error!(error = %err, "store failure");
                 detail(

@@ -15,6 +15,7 @@ use palisade_llm::ChatProvider;
 use palisade_store::{
     AnswerTo, Detection, MessageFilter, QuotaCheck, Scope, StoreError, Thread, ThreadFilter, User,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -70,6 +71,38 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
     audit::risky_input(state.store.as_ref(), &user, &verdict).await?;
     let (thread, new_thread) = resolve_thread(&state, &user, request.thread).await?;
 
+    // From the lease on, the work must not stop halfway if the client goes
+    // away (a dropped handler future would leave a stored question without
+    // an answer and a held lease): it runs on a task of its own.
+    let start = tokio::spawn(start_generation(
+        state, provider, user, request, verdict, thread, new_thread,
+    ));
+    let receiver = start
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))??;
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(bytes), receiver))
+    });
+    let mut response = ResponseBody::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// Takes the thread's lease, writes the user message and spawns the
+/// generation; returns the receiving end of its lines.
+async fn start_generation(
+    state: AppState,
+    provider: Arc<dyn ChatProvider>,
+    user: User,
+    request: StreamRequest,
+    verdict: Verdict,
+    thread: Thread,
+    new_thread: bool,
+) -> ApiResult<UnboundedReceiver<Bytes>> {
     let lease = Uuid::new_v4();
     let acquired = state
         .store
@@ -90,19 +123,9 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
             return Err(err);
         }
     };
-
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     state.generations.spawn(generation.run(Lines::new(sender)));
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let bytes = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(bytes), receiver))
-    });
-    let mut response = ResponseBody::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    Ok(response)
+    Ok(receiver)
 }
 
 /// Step 6: users at or over a limit are refused; a request may then push
