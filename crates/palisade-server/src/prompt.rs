@@ -38,6 +38,8 @@ Reply with the title only, without quotes.";
 
 /// How much of the first message the title call sees.
 pub const TITLE_INPUT_CHARS: usize = 500;
+/// A title is a few words; this bounds the call for models that ramble.
+pub const TITLE_MAX_TOKENS: u32 = 48;
 /// The longest title stored (the `name` column's limit).
 pub const TITLE_MAX_CHARS: usize = 150;
 
@@ -94,10 +96,12 @@ pub fn rejection_request(history: &[&Message]) -> ChatRequest {
 /// stored first message.
 pub fn title_request(first_message: &str) -> ChatRequest {
     let excerpt: String = first_message.chars().take(TITLE_INPUT_CHARS).collect();
-    ChatRequest::new(vec![
+    let mut request = ChatRequest::new(vec![
         ChatMessage::system(TITLE_INSTRUCTION.to_owned()),
         ChatMessage::user(format!("User message: {excerpt}")),
-    ])
+    ]);
+    request.max_tokens = Some(TITLE_MAX_TOKENS);
+    request
 }
 
 /// The reference's title clean-up: trim whitespace, then any leading and

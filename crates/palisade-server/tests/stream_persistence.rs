@@ -327,6 +327,7 @@ async fn titles_and_usage(store: Arc<dyn Store>) {
     assert_eq!(titles.len(), 1);
     let title_messages = call_messages(&titles[0]);
     assert_eq!(title_messages[1].1, "User message: How do I set up quotas?");
+    assert_eq!(titles[0]["max_tokens"], 48);
     let quota = chat.store.token_quota(alice.user.id).await.unwrap();
     assert_eq!(quota.usage, [175, 175, 175], "100 + 50 + 20 + 5");
     let answer = &chat.active_messages(thread.uuid).await[1];
