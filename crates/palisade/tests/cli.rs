@@ -307,6 +307,36 @@ fn bad_configuration_stops_serve_with_a_clear_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `serve` with the embedded model and no way to get it stops at once and
+/// says what to do.
+#[test]
+fn missing_local_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-model-{}", std::process::id()));
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("PALISADE_DATA_DIR", dir.join("data"))
+            .env("PALISADE_LLM_PROVIDER", "local")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run serve");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let empty_cache = dir.join("models");
+    let cache = empty_cache.to_str().expect("utf-8 path");
+    let stderr = run(&[
+        ("PALISADE_MODEL_DIR", cache),
+        ("PALISADE_MODEL_FETCH", "false"),
+    ]);
+    assert!(stderr.contains("fetching is disabled"), "{stderr}");
+    assert!(stderr.contains("PALISADE_LLM_MODEL_PATH"), "{stderr}");
+    assert!(stderr.contains("PALISADE_LLM_PROVIDER=openai"), "{stderr}");
+    let stderr = run(&[("PALISADE_LLM_MODEL_PATH", "/nonexistent/model.gguf")]);
+    assert!(stderr.contains("/nonexistent/model.gguf"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn scan_of_a_missing_file_is_a_clear_error() {
     let out = scan(&["/nonexistent/input.txt"], "", &[]);

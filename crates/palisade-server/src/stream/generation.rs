@@ -131,7 +131,11 @@ impl Generation {
         match &ending {
             Ending::Failed(err) => {
                 tracing::warn!(error = %err, thread = %thread_uuid, "model call failed");
-                lines.send(Line::Interrupted);
+                lines.send(if matches!(err, LlmError::Busy(_)) {
+                    Line::Busy
+                } else {
+                    Line::Interrupted
+                });
             }
             Ending::Cancelled => tracing::info!(thread = %thread_uuid, "generation cancelled"),
             Ending::Complete => {}
