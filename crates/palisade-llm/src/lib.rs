@@ -1,6 +1,6 @@
 //! Chat model providers behind one streaming trait: the OpenAI-compatible HTTP
-//! provider, a scripted provider for tests (and, in its own issue, the
-//! embedded GGUF model).
+//! provider, the embedded GGUF model ([`local`]) and a scripted provider for
+//! tests.
 //!
 //! # Design
 //!
@@ -39,6 +39,7 @@
 //! With the `testing` feature, the `testing` module provides a fake OpenAI-compatible
 //! HTTP server that can stall, send garbage, fail or cut the connection.
 
+pub mod local;
 mod openai;
 mod scripted;
 mod sse;

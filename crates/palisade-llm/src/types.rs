@@ -163,6 +163,10 @@ pub enum LlmError {
     /// The caller cancelled the generation.
     #[error("LLM generation cancelled")]
     Cancelled,
+    /// The provider's request queue is full (the local model serves one
+    /// answer at a time); retrying later can succeed.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl LlmError {

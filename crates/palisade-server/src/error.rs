@@ -27,9 +27,23 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
+    /// 409 `{"detail": …}`: the request is valid but cannot run now (quota
+    /// spent, provider not configured, a reply already being generated).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 424 `{"detail":"Extension is disabled."}`: chat is switched off.
+    #[error("chat is disabled")]
+    ChatDisabled,
+    /// 400 with a bare JSON array body, as DRF renders a `ValidationError`
+    /// raised with a plain message outside a serializer.
+    #[error("rejected: {0}")]
+    Rejected(&'static str),
     /// 403 with DRF's message: authenticated, but not staff.
     #[error("permission denied")]
     PermissionDenied,
+    /// A bug (a task panicked); logged, answered with a generic 500.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Anything the store could not do; logged, answered with a generic 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -85,10 +99,24 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!("Unsupported media type \"{media}\" in request."),
             ),
+            ApiError::Conflict(text) => detail(StatusCode::CONFLICT, &text),
+            ApiError::ChatDisabled => {
+                detail(StatusCode::FAILED_DEPENDENCY, "Extension is disabled.")
+            }
+            ApiError::Rejected(text) => {
+                (StatusCode::BAD_REQUEST, Json(json!([text]))).into_response()
+            }
             ApiError::PermissionDenied => detail(
                 StatusCode::FORBIDDEN,
                 "You do not have permission to perform this action.",
             ),
+            ApiError::Internal(err) => {
+                tracing::error!(error = %err, "internal error");
+                detail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "A server error occurred.",
+                )
+            }
             ApiError::Store(err) => {
                 tracing::error!(error = %err, "store failure");
                 detail(

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod input_guard;
 pub mod pagination;
 pub mod params;
 pub mod prompt;
@@ -15,22 +16,43 @@ mod routes;
 pub mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use palisade_guard::Guard;
 use palisade_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub use input_guard::InputGuard;
 pub use routes::ApiDoc;
+pub use stream::registry::Generations;
+pub use stream::settings::ChatSettings;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Built once at start: compiling the patterns takes ~0.1 s.
-    pub guard: Arc<Guard>,
+    pub guard: Arc<dyn InputGuard>,
+    pub chat: Arc<ChatSettings>,
+    /// The generations running on this node.
+    pub generations: Arc<Generations>,
 }
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, guard: Arc<dyn InputGuard>, chat: ChatSettings) -> AppState {
+        AppState {
+            store,
+            guard,
+            chat: Arc::new(chat),
+            generations: Arc::new(Generations::default()),
+        }
+    }
+}
+
+/// How long shutdown waits for running generations before cancelling them
+/// (their partial answers are stored either way).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// The whole application, ready to serve.
 pub fn app(state: AppState) -> Router {
@@ -38,13 +60,16 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// requests finish and running generations store their answers.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let generations = state.generations.clone();
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    generations.shutdown(SHUTDOWN_GRACE).await;
+    served
 }

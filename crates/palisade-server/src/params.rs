@@ -145,44 +145,93 @@ pub fn invalid_choice(value: &str) -> String {
     format!("Select a valid choice. {value} is not one of the available choices.")
 }
 
-/// A JSON request body, with DRF's answers for what is not one: 415 for
-/// another content type, 400 `JSON parse error - …` for malformed JSON.
-pub struct JsonBody(pub serde_json::Value);
-
 /// Bodies larger than this are refused before parsing (the longest valid
 /// input is 50,000 characters, at most 4 bytes each, plus JSON escaping).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A request body as DRF's parsers read it: JSON, or (where a view allows
+/// it) a URL-encoded form. Other content types get 415, malformed JSON 400
+/// `JSON parse error - …`.
+pub enum Body {
+    Json(serde_json::Value),
+    /// Fields in order; a repeated key keeps every value (the last wins on
+    /// lookup, as with Django's `QueryDict`).
+    Form(Vec<(String, String)>),
+}
+
+/// The media type of a request without parameters, lowercased.
+fn media_essence(request: &axum::extract::Request) -> (String, String) {
+    let media = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let essence = media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    (media, essence)
+}
+
+async fn read_body<S: Send + Sync>(
+    request: axum::extract::Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    let bytes = axum::body::Bytes::from_request(request, state)
+        .await
+        .map_err(|err| ApiError::ParseError(err.body_text()))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::ParseError(format!(
+            "request body larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+impl Body {
+    /// Reads a JSON body, or a form body when `accept_form` is set.
+    pub async fn read<S: Send + Sync>(
+        request: axum::extract::Request,
+        state: &S,
+        accept_form: bool,
+    ) -> Result<Body, ApiError> {
+        let (media, essence) = media_essence(&request);
+        match essence.as_str() {
+            "application/json" => {
+                let bytes = read_body(request, state).await?;
+                serde_json::from_slice(&bytes)
+                    .map(Body::Json)
+                    .map_err(|err| ApiError::ParseError(err.to_string()))
+            }
+            "application/x-www-form-urlencoded" if accept_form => {
+                let bytes = read_body(request, state).await?;
+                Ok(Body::Form(
+                    form_urlencoded::parse(&bytes).into_owned().collect(),
+                ))
+            }
+            _ => Err(ApiError::UnsupportedMediaType(media)),
+        }
+    }
+}
+
+/// A JSON request body (see [`Body`]); other content types get 415.
+pub struct JsonBody(pub serde_json::Value);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let media = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let essence = media
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence != "application/json" {
-            return Err(ApiError::UnsupportedMediaType(media));
+        match Body::read(request, state, false).await? {
+            Body::Json(value) => Ok(JsonBody(value)),
+            // `read` without forms only returns JSON.
+            Body::Form(_) => Err(ApiError::UnsupportedMediaType(
+                "application/x-www-form-urlencoded".to_owned(),
+            )),
         }
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|err| ApiError::ParseError(err.body_text()))?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(ApiError::ParseError(format!(
-                "request body larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|err| ApiError::ParseError(err.to_string()))
     }
 }
 

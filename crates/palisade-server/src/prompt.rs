@@ -38,6 +38,8 @@ Reply with the title only, without quotes.";
 
 /// How much of the first message the title call sees.
 pub const TITLE_INPUT_CHARS: usize = 500;
+/// A title is a few words; this bounds the call for models that ramble.
+pub const TITLE_MAX_TOKENS: u32 = 48;
 /// The longest title stored (the `name` column's limit).
 pub const TITLE_MAX_CHARS: usize = 150;
 
@@ -94,17 +96,21 @@ pub fn rejection_request(history: &[&Message]) -> ChatRequest {
 /// stored first message.
 pub fn title_request(first_message: &str) -> ChatRequest {
     let excerpt: String = first_message.chars().take(TITLE_INPUT_CHARS).collect();
-    ChatRequest::new(vec![
+    let mut request = ChatRequest::new(vec![
         ChatMessage::system(TITLE_INSTRUCTION.to_owned()),
         ChatMessage::user(format!("User message: {excerpt}")),
-    ])
+    ]);
+    request.max_tokens = Some(TITLE_MAX_TOKENS);
+    request
 }
 
 /// The reference's title clean-up: trim whitespace, then any leading and
 /// trailing quotes, keep at most 150 characters. `None` when nothing is left
-/// (the thread keeps "New chat").
+/// (the thread keeps "New chat"). Unlike the reference, whitespace between
+/// the quotes is trimmed too, so `" "` gives no title rather than a blank
+/// one.
 pub fn clean_title(raw: &str) -> Option<String> {
-    let title = raw.trim().trim_matches(|c| c == '"' || c == '\'');
+    let title = raw.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
     if title.is_empty() {
         return None;
     }
@@ -257,6 +263,7 @@ mod tests {
             Some("Quota help")
         );
         assert_eq!(clean_title(" \"\" "), None);
+        assert_eq!(clean_title(" \" ' \" "), None);
         assert_eq!(clean_title("   "), None);
         assert_eq!(
             clean_title(&"é".repeat(200)).map(|t| t.chars().count()),

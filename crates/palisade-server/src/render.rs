@@ -149,6 +149,24 @@ pub struct ScanIn {
     pub text: String,
 }
 
+/// `POST /api/chat/stream/` body, as JSON or a URL-encoded form (described
+/// for OpenAPI; parsed by hand for DRF's messages).
+#[derive(ToSchema)]
+pub struct StreamIn {
+    /// The message; trimmed, 1 to 50,000 characters.
+    pub input: String,
+    /// The thread to continue; a new thread is created when absent or null.
+    #[schema(value_type = Option<String>, example = "3f2c8a1e9b7d4c6a8e5f1a2b3c4d5e6f")]
+    pub thread_uuid: Option<String>,
+    /// `reload` (answer the last message again) or `edit` (replace the last
+    /// user message); needs `thread_uuid`.
+    #[schema(value_type = Option<String>, example = "reload")]
+    pub mode: Option<String>,
+    /// The user message to replace; only with `mode=edit`.
+    #[schema(value_type = Option<String>)]
+    pub edit_message_uuid: Option<String>,
+}
+
 /// `{"detail": "…"}`: 401, 404, 405, 409 and 424 bodies.
 #[derive(Serialize, ToSchema)]
 pub struct Detail {

@@ -79,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
         uuid: Uuid,
         archived: bool,
     ) -> Result<bool>;
+    /// Renames a thread without bumping `modified` (the generated title is
+    /// not a user change); `false` when the thread does not exist.
+    async fn set_thread_name(&self, thread_id: i64, name: &str) -> Result<bool>;
 
     // Generation leases: one answer per thread at a time, across nodes.
 

@@ -423,6 +423,15 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn set_thread_name(&self, thread_id: i64, name: &str) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE threads SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(thread_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn acquire_generation_lease(
                 &self,
                 thread_id: i64,

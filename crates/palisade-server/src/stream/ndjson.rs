@@ -21,6 +21,7 @@
 //! | `Content(Block::Mermaid)` | `{"k":"mermaid","c":"…"}` |
 //! | `Content(Block::Raw)` | `{"c":"…"}` |
 //! | `Interrupted` | `{"e":"Chat processing was interrupted. Please try again later."}` |
+//! | `Busy` | `{"e":"The assistant is busy right now. Please try again in a moment."}` (the embedded model's queue is full) |
 //! | `FinalMeta` | `{"m":{"user_message_uuid":"…","assistant_message_uuid":"…"}}` (no `user_message_uuid` in reload mode) |
 //!
 //! UUIDs are passed as the strings to send (the 32-hex form).
@@ -31,6 +32,10 @@ use super::blocks::Block;
 
 /// The text of the `e` line sent when the upstream model fails.
 pub const INTERRUPTED_MESSAGE: &str = "Chat processing was interrupted. Please try again later.";
+
+/// The text of the `e` line sent when the model is too busy to start (the
+/// embedded model's queue is full): a retry soon can succeed.
+pub const BUSY_MESSAGE: &str = "The assistant is busy right now. Please try again in a moment.";
 
 /// One line of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,8 @@ pub enum Line<'a> {
     Content(&'a Block),
     /// Upstream failure: `{"e":"Chat processing was interrupted. …"}`.
     Interrupted,
+    /// The model is too busy to start: `{"e":"The assistant is busy right now. …"}`.
+    Busy,
     /// Last line. `user_message_uuid` is `None` in reload mode, and the key
     /// is then absent.
     FinalMeta {
@@ -66,9 +73,14 @@ impl Line<'_> {
                 out.push('}');
             }
             Line::Content(block) => write_block(out, block),
-            Line::Interrupted => {
+            Line::Interrupted | Line::Busy => {
                 out.push_str(r#"{"e":"#);
-                write_json_str(out, INTERRUPTED_MESSAGE);
+                let text = if matches!(self, Line::Busy) {
+                    BUSY_MESSAGE
+                } else {
+                    INTERRUPTED_MESSAGE
+                };
+                write_json_str(out, text);
                 out.push('}');
             }
             Line::FinalMeta {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::params::parse_uuid;
+use crate::params::{Body, parse_uuid};
 
 /// Longest accepted `input`, in characters, after trimming.
 pub const MAX_INPUT_CHARS: usize = 50_000;
@@ -25,6 +25,22 @@ pub struct StreamRequest {
     pub thread: Option<Uuid>,
     pub mode: Option<Mode>,
     pub edit_message: Option<Uuid>,
+}
+
+/// A form as the JSON object DRF's fields would see: the last value of each
+/// key, and an empty value of a nullable field as null (DRF's HTML-input
+/// rule), so `thread_uuid=` means "no thread".
+fn form_to_json(fields: &[(String, String)]) -> Value {
+    let mut object = serde_json::Map::new();
+    for (key, value) in fields {
+        let value = if value.is_empty() && key != "input" {
+            Value::Null
+        } else {
+            Value::String(value.clone())
+        };
+        object.insert(key.clone(), value);
+    }
+    Value::Object(object)
 }
 
 /// DRF's `CharField(trim_whitespace=True, max_length=50000)`.
@@ -67,6 +83,14 @@ fn mode_field(value: Option<&Value>) -> Result<Option<Mode>, String> {
 }
 
 impl StreamRequest {
+    /// Validates a JSON or form body.
+    pub fn from_body(body: &Body) -> Result<StreamRequest, ApiError> {
+        match body {
+            Body::Json(value) => Self::from_json(value),
+            Body::Form(fields) => Self::from_json(&form_to_json(fields)),
+        }
+    }
+
     /// Validates a parsed JSON body.
     pub fn from_json(body: &Value) -> Result<StreamRequest, ApiError> {
         let fields = match body {

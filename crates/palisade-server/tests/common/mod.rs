@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod chat;
+
 use std::sync::Arc;
 
-use palisade_server::AppState;
+use palisade_server::{AppState, ChatSettings, InputGuard};
 use palisade_store::{
     Action, AuditEvent, Detection, Message, NewMessage, NewUser, Role, Severity, Store, Thread,
     User,
@@ -44,16 +46,23 @@ pub struct Account {
 }
 
 impl TestServer {
+    /// A server with the default guard and no model configured.
     pub async fn start(store: Arc<dyn Store>) -> TestServer {
+        Self::start_with(store, shared_guard(), ChatSettings::new(None)).await
+    }
+
+    /// A server with this guard and these chat settings.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        guard: Arc<dyn InputGuard>,
+        chat: ChatSettings,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState {
-            store: store.clone(),
-            guard: shared_guard(),
-        };
+        let state = AppState::new(store.clone(), guard, chat);
         tokio::spawn(palisade_server::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -240,6 +249,18 @@ impl TestServer {
             .find_thread(
                 &palisade_store::ThreadFilter::new(palisade_store::Scope::All),
                 thread.uuid,
+            )
+            .await
+            .expect("find thread")
+            .expect("thread exists")
+    }
+
+    /// The thread with this uuid as the store sees it now.
+    pub async fn reload_by_uuid(&self, uuid: uuid::Uuid) -> Thread {
+        self.store
+            .find_thread(
+                &palisade_store::ThreadFilter::new(palisade_store::Scope::All),
+                uuid,
             )
             .await
             .expect("find thread")

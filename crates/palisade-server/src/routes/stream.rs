@@ -1,0 +1,333 @@
+//! `POST /api/chat/stream/`: the reference's order of checks (section 3.2),
+//! then the user message is stored, the thread's generation lease taken and
+//! the answer streamed as NDJSON by a generation task of its own.
+//! `POST /api/chat-threads/{uuid}/cancel/` stops a running generation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body as ResponseBody, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_guard::Verdict;
+use palisade_llm::ChatProvider;
+use palisade_store::{
+    AnswerTo, Detection, MessageFilter, QuotaCheck, Scope, StoreError, Thread, ThreadFilter, User,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::audit;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::input_guard::scan_fail_closed;
+use crate::params::{Body, PathUuid};
+use crate::prompt;
+use crate::render::{Detail, FieldErrors, StreamIn};
+use crate::stream::generation::{Generation, Lines, Reply};
+use crate::stream::request::{Mode, StreamRequest};
+
+/// Stream an answer to a message as NDJSON.
+///
+/// Lines: `{"m":{"thread_uuid":…}}` first; `{"w":…}` when personal data was
+/// redacted or blocked; content lines (`markdown`, `load`, `code`,
+/// `mermaid`); `{"e":…}` when the model failed; last
+/// `{"m":{"user_message_uuid":…,"assistant_message_uuid":…}}`. The answer
+/// is generated and stored even if the client disconnects.
+#[utoipa::path(
+    post, path = "/api/chat/stream/", tag = "chat",
+    request_body(content(
+        (StreamIn = "application/json"),
+        (StreamIn = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "NDJSON lines", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Invalid input, or an edit the reference refuses (a bare array body)", body = FieldErrors),
+        (status = 401, body = Detail),
+        (status = 404, description = "Thread not found. / Message not found.", body = Detail),
+        (status = 409, description = "Model not configured, token quota spent, or a reply already being generated in this thread", body = Detail),
+        (status = 415, body = Detail),
+        (status = 424, description = "Chat is disabled (checked before authentication)", body = Detail),
+    ),
+    security(("token" = []))
+)]
+pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    if !state.chat.enabled {
+        return Err(ApiError::ChatDisabled);
+    }
+    let (mut parts, body) = request.into_parts();
+    let AuthUser(user) = AuthUser::from_request_parts(&mut parts, &state).await?;
+    let Some(provider) = state.chat.provider.clone() else {
+        return Err(ApiError::Conflict(
+            "LLM inference API URL is not configured.".to_owned(),
+        ));
+    };
+    let body = Body::read(Request::from_parts(parts, body), &state, true).await?;
+    let request = StreamRequest::from_body(&body)?;
+    check_quota(&state, &user).await?;
+    let verdict = scan_fail_closed(state.guard.as_ref(), &request.input);
+    audit::risky_input(state.store.as_ref(), &user, &verdict).await?;
+    let (thread, new_thread) = resolve_thread(&state, &user, request.thread).await?;
+
+    // From the lease on, the work must not stop halfway if the client goes
+    // away (a dropped handler future would leave a stored question without
+    // an answer and a held lease): it runs on a task of its own.
+    let start = tokio::spawn(start_generation(
+        state, provider, user, request, verdict, thread, new_thread,
+    ));
+    let receiver = start
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))??;
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(bytes), receiver))
+    });
+    let mut response = ResponseBody::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// Takes the thread's lease, writes the user message and spawns the
+/// generation; returns the receiving end of its lines.
+async fn start_generation(
+    state: AppState,
+    provider: Arc<dyn ChatProvider>,
+    user: User,
+    request: StreamRequest,
+    verdict: Verdict,
+    thread: Thread,
+    new_thread: bool,
+) -> ApiResult<UnboundedReceiver<Bytes>> {
+    let lease = Uuid::new_v4();
+    let acquired = state
+        .store
+        .acquire_generation_lease(thread.id, lease, state.chat.lease_ttl)
+        .await?;
+    if !acquired {
+        return Err(ApiError::Conflict(
+            "A reply is already being generated in this thread.".to_owned(),
+        ));
+    }
+    let generation = match prepare(&state, provider, &user, &request, verdict, &thread).await {
+        Ok(prepared) => prepared.into_generation(&state, &user, &thread, new_thread, lease),
+        Err(err) => {
+            // Nothing will be generated: free the thread at once.
+            if let Err(release) = state.store.release_generation_lease(thread.id, lease).await {
+                tracing::warn!(error = %release, "cannot release the generation lease");
+            }
+            return Err(err);
+        }
+    };
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    state.generations.spawn(generation.run(Lines::new(sender)));
+    Ok(receiver)
+}
+
+/// Step 6: users at or over a limit are refused; a request may then push
+/// usage past it.
+async fn check_quota(state: &AppState, user: &User) -> ApiResult<()> {
+    let quota = state.store.token_quota(user.id).await?;
+    match quota.check(state.chat.quota_defaults) {
+        QuotaCheck::Allowed => Ok(()),
+        QuotaCheck::Exceeded(period) => Err(ApiError::Conflict(format!(
+            "{} token limit exceeded.",
+            period.as_str()
+        ))),
+        QuotaCheck::Misconfigured => Err(ApiError::Conflict(
+            "AI Token quota system is misconfigured. Please contact support.".to_owned(),
+        )),
+    }
+}
+
+/// Step 8: the caller's own thread (staff included), or a new one.
+async fn resolve_thread(
+    state: &AppState,
+    user: &User,
+    uuid: Option<Uuid>,
+) -> ApiResult<(Thread, bool)> {
+    match uuid {
+        Some(uuid) => {
+            let own = ThreadFilter::new(Scope::Owner(user.id));
+            match state.store.find_thread(&own, uuid).await? {
+                Some(thread) => Ok((thread, false)),
+                None => Err(ApiError::NotFound("Thread not found.")),
+            }
+        }
+        None => {
+            let session = state.store.get_or_create_session(user.id).await?;
+            let thread = state.store.create_thread(session.id, "New chat").await?;
+            Ok((thread, true))
+        }
+    }
+}
+
+/// What the handler settles before the generation starts.
+struct Prepared {
+    provider: Arc<dyn ChatProvider>,
+    reply: Reply,
+    answer_to: AnswerTo,
+    warning: String,
+    stored_input: String,
+}
+
+impl Prepared {
+    fn into_generation(
+        self,
+        state: &AppState,
+        user: &User,
+        thread: &Thread,
+        new_thread: bool,
+        lease: Uuid,
+    ) -> Generation {
+        Generation {
+            store: state.store.clone(),
+            provider: self.provider,
+            settings: state.chat.clone(),
+            generations: state.generations.clone(),
+            user_id: user.id,
+            thread_id: thread.id,
+            thread_uuid: thread.uuid,
+            new_thread,
+            lease,
+            reply: self.reply,
+            answer_to: self.answer_to,
+            warning: self.warning,
+            stored_input: self.stored_input,
+        }
+    }
+}
+
+/// Step 9 and the writes before streaming (reference 3.3, 3.4): the prompt
+/// from the history as it was before this message, then the user message
+/// (normal and edit modes) with the guard's verdict on it.
+async fn prepare(
+    state: &AppState,
+    provider: Arc<dyn ChatProvider>,
+    user: &User,
+    request: &StreamRequest,
+    verdict: Verdict,
+    thread: &Thread,
+) -> ApiResult<Prepared> {
+    let active = MessageFilter {
+        scope: Scope::Owner(user.id),
+        thread: Some(thread.uuid),
+        is_flagged: None,
+        include_history: false,
+    };
+    let messages = state.store.list_messages(&active).await?;
+    let history = prompt::history(&messages, state.chat.history_limit);
+    let reply = match verdict.llm_text(&request.input) {
+        Some(text) => Reply::Model(prompt::answer_request(
+            &state.chat.system_prompt,
+            &history,
+            text,
+        )),
+        None if !history.is_empty() => Reply::Model(prompt::rejection_request(&history)),
+        None => Reply::Canned,
+    };
+    // What is stored: the input, with PII redacted or replaced by the
+    // blocked-credentials placeholder (the fail-closed verdict keeps it raw).
+    let stored_input = verdict.redacted_text.clone();
+    let user_message = match (request.mode, request.edit_message) {
+        (None, _) => Some(
+            state
+                .store
+                .append_user_message(thread.id, &stored_input)
+                .await?,
+        ),
+        (Some(Mode::Edit), Some(target)) => {
+            match state
+                .store
+                .edit_user_message(thread.id, target, &stored_input)
+                .await
+            {
+                Ok(message) => Some(message),
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::NotFound("Message not found."));
+                }
+                Err(StoreError::EditRejected(rejection)) => {
+                    return Err(ApiError::Rejected(rejection_message(rejection)));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        // Validation guarantees the target; reload stores no user message.
+        (Some(Mode::Edit), None) | (Some(Mode::Reload), _) => None,
+    };
+    let answer_to = match (&user_message, request.mode) {
+        (Some(message), Some(Mode::Edit)) => AnswerTo::Edit {
+            user_message_id: message.id,
+        },
+        (Some(message), _) => AnswerTo::Message {
+            user_message_id: message.id,
+        },
+        (None, _) => AnswerTo::Reload {
+            input: stored_input.clone(),
+        },
+    };
+    // Reload mode flags nothing, even for bad input (as the reference).
+    if let Some(message) = &user_message
+        && verdict.is_flagged
+    {
+        let detection = Detection {
+            is_flagged: true,
+            severity: verdict.severity,
+            injection_categories: verdict.injection_categories(),
+            pii_categories: verdict.pii_categories(),
+            action_taken: verdict.action,
+        };
+        state.store.record_detection(message.id, &detection).await?;
+    }
+    Ok(Prepared {
+        provider,
+        reply,
+        answer_to,
+        warning: verdict.warning,
+        stored_input,
+    })
+}
+
+fn rejection_message(rejection: palisade_store::EditRejection) -> &'static str {
+    match rejection {
+        palisade_store::EditRejection::NotAUserMessage => "Can only edit user messages.",
+        palisade_store::EditRejection::NotTheLastUserMessage => {
+            "Can only edit the last user message."
+        }
+    }
+}
+
+/// Stop the generation running on a thread, on whichever node runs it. The
+/// partial answer is kept. Owner only; 204 whether or not a generation was
+/// running.
+#[utoipa::path(
+    post, path = "/api/chat-threads/{uuid}/cancel/", tag = "chat-threads",
+    params(("uuid" = String, Path, description = "Thread UUID")),
+    responses(
+        (status = 204, description = "Cancel requested (or nothing was running)"),
+        (status = 401, body = Detail), (status = 404, body = Detail),
+    ),
+    security(("token" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    PathUuid(uuid): PathUuid,
+) -> ApiResult<StatusCode> {
+    let own = ThreadFilter::new(Scope::Owner(user.id));
+    let thread = match uuid {
+        Some(uuid) => state.store.find_thread(&own, uuid).await?,
+        None => None,
+    };
+    let Some(thread) = thread else {
+        return Err(ApiError::not_found());
+    };
+    // The database flag reaches every node; the local signal is immediate.
+    state.store.request_generation_cancel(thread.id).await?;
+    state.generations.cancel_local(thread.id);
+    Ok(StatusCode::NO_CONTENT)
+}

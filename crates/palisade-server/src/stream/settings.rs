@@ -1,0 +1,68 @@
+//! What an operator configures about chat: the switch, the model provider,
+//! the persona, how much history the model sees, default token quotas, and
+//! the timings of the generation lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_llm::ChatProvider;
+use palisade_store::QuotaDefaults;
+
+use crate::prompt::DEFAULT_SYSTEM_PROMPT;
+
+/// How `POST /api/chat/stream/` behaves. Built once at start and shared.
+#[derive(Clone)]
+pub struct ChatSettings {
+    /// `false` answers every stream request with 424 (`PALISADE_CHAT_ENABLED`).
+    pub enabled: bool,
+    /// The model. `None` answers 409 "LLM inference API URL is not
+    /// configured." (the openai provider without a base URL).
+    pub provider: Option<Arc<dyn ChatProvider>>,
+    /// The system message of every normal call.
+    pub system_prompt: String,
+    /// History messages sent upstream, newest first chosen; 0 or less sends
+    /// none (`PALISADE_HISTORY_LIMIT`).
+    pub history_limit: i64,
+    /// System default token limits, daily/weekly/monthly; −1 is unlimited.
+    pub quota_defaults: QuotaDefaults,
+    /// How long a generation lease lasts without renewal. A node that dies
+    /// mid-answer frees its threads after at most this long.
+    pub lease_ttl: Duration,
+    /// How often a running generation checks the database for a cancel
+    /// request made on another node (the same node signals it directly).
+    pub cancel_poll_interval: Duration,
+    /// The whole title call, start to end.
+    pub title_timeout: Duration,
+}
+
+impl ChatSettings {
+    /// Chat enabled with this provider and the defaults for everything else.
+    pub fn new(provider: Option<Arc<dyn ChatProvider>>) -> ChatSettings {
+        ChatSettings {
+            enabled: true,
+            provider,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
+            history_limit: 20,
+            quota_defaults: QuotaDefaults::UNLIMITED,
+            lease_ttl: Duration::from_secs(30),
+            cancel_poll_interval: Duration::from_millis(500),
+            title_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Debug for ChatSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatSettings")
+            .field("enabled", &self.enabled)
+            .field(
+                "provider",
+                &self.provider.as_ref().map(|p| p.name().to_owned()),
+            )
+            .field("history_limit", &self.history_limit)
+            .field("quota_defaults", &self.quota_defaults)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("cancel_poll_interval", &self.cancel_poll_interval)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,430 @@
+//! `POST /api/chat/stream/`: validation, configuration and quota checks in
+//! the reference's order (checklist 25–33), against a fake OpenAI-compatible
+//! model server, on both databases.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::chat::ChatServer;
+use palisade_server::ChatSettings;
+use palisade_store::{QuotaDefaults, QuotaLimits, Store};
+use serde_json::{Value, json};
+
+use common::{TestServer, assert_body, hex};
+
+/// Items 25, 29, 30: field and cross-field validation with DRF's messages.
+async fn invalid_bodies_are_400(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let t = hex(&thread.uuid);
+    let cases = [
+        (json!({}), json!({"input": ["This field is required."]})),
+        (
+            json!({"input": null}),
+            json!({"input": ["This field may not be null."]}),
+        ),
+        (
+            json!({"input": "   "}),
+            json!({"input": ["This field may not be blank."]}),
+        ),
+        (
+            json!({"input": "hi", "mode": "reload"}),
+            json!({"mode": ["mode requires thread_uuid to be provided."]}),
+        ),
+        (
+            json!({"input": "hi", "thread_uuid": t, "mode": "rewrite"}),
+            json!({"mode": ["\"rewrite\" is not a valid choice."]}),
+        ),
+        (
+            json!({"input": "hi", "thread_uuid": t, "mode": "edit"}),
+            json!({"edit_message_uuid": ["edit_message_uuid is required when mode='edit'."]}),
+        ),
+        (
+            json!({"input": "hi", "thread_uuid": t, "edit_message_uuid": t}),
+            json!({"edit_message_uuid": ["edit_message_uuid is only valid with mode='edit'."]}),
+        ),
+        (
+            json!({"input": "hi", "thread_uuid": "nope"}),
+            json!({"thread_uuid": ["Must be a valid UUID."]}),
+        ),
+        (
+            json!(["input"]),
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_body(chat.post_stream(&alice, &body).await, 400, expected).await;
+    }
+    assert_eq!(chat.llm.request_count(), 0, "no model call for bad input");
+    assert!(chat.all_messages(thread.uuid).await.is_empty());
+}
+
+/// Item 28: 50,000 characters (after trimming) are accepted, 50,001 are not.
+async fn input_length_limit(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let too_long = "a".repeat(50_001);
+    assert_body(
+        chat.post_stream(&alice, &json!({ "input": too_long }))
+            .await,
+        400,
+        json!({"input": ["Ensure this field has no more than 50000 characters."]}),
+    )
+    .await;
+    chat.answer("ok");
+    let longest = format!("  {}  ", "a".repeat(50_000));
+    let streamed = chat.stream(&alice, &json!({ "input": longest })).await;
+    let messages = chat.all_messages(streamed.thread_uuid()).await;
+    assert_eq!(
+        messages[0].content.chars().count(),
+        50_000,
+        "stored trimmed"
+    );
+}
+
+/// Item 29: `mode` may be omitted or null; a form body works like JSON.
+async fn optional_fields_and_form_bodies(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    chat.answer("one");
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "hi", "mode": null, "thread_uuid": null}),
+        )
+        .await;
+    assert_eq!(streamed.markdown(), "one");
+
+    chat.answer("two");
+    let response = chat
+        .client
+        .post(chat.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .form(&[
+            ("input", "  hello from a form "),
+            ("thread_uuid", &hex(&streamed.thread_uuid())),
+            ("mode", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let form = common::chat::Streamed::read(response).await;
+    assert_eq!(form.thread_uuid(), streamed.thread_uuid());
+    let messages = chat.active_messages(streamed.thread_uuid()).await;
+    assert_eq!(messages[2].content, "hello from a form");
+
+    let response = chat
+        .client
+        .post(chat.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .header("Content-Type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_body(
+        response,
+        415,
+        json!({"detail": "Unsupported media type \"text/plain\" in request."}),
+    )
+    .await;
+    let response = chat
+        .client
+        .post(chat.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .header("Content-Type", "application/json")
+        .body("{\"input\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON parse error - ")
+    );
+}
+
+/// Item 26: chat disabled is 424, even before authentication.
+async fn disabled_chat_is_424_before_auth(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store, |s| s.enabled = false).await;
+    let alice = chat.user("alice").await;
+    let disabled = json!({"detail": "Extension is disabled."});
+    assert_body(
+        chat.post_stream(&alice, &json!({"input": "hi"})).await,
+        424,
+        disabled.clone(),
+    )
+    .await;
+    let anonymous = chat
+        .client
+        .post(chat.url("/api/chat/stream/"))
+        .json(&json!({"input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_body(anonymous, 424, disabled).await;
+    assert_eq!(chat.llm.request_count(), 0);
+}
+
+/// Item 27 and the order of checks: 401 before "not configured", which
+/// comes before body validation.
+async fn unconfigured_model_is_409_after_auth(store: Arc<dyn Store>) {
+    let server =
+        TestServer::start_with(store, common::shared_guard(), ChatSettings::new(None)).await;
+    let alice = server.user("alice").await;
+    let anonymous = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .json(&json!({"input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        common::header(&anonymous, "www-authenticate"),
+        Some("Token")
+    );
+    let response = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_body(
+        response,
+        409,
+        json!({"detail": "LLM inference API URL is not configured."}),
+    )
+    .await;
+}
+
+/// Other methods are 405 after authentication; OPTIONS describes the view.
+async fn other_methods(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    common::assert_405(
+        chat.request(reqwest::Method::GET, &alice, "/api/chat/stream/")
+            .await,
+        "GET",
+    )
+    .await;
+    assert_eq!(
+        chat.anonymous(reqwest::Method::GET, "/api/chat/stream/")
+            .await
+            .status(),
+        401
+    );
+}
+
+/// Item 31: edit targets must exist in the caller's thread, be user
+/// messages, and be the last active one; other users' threads are 404.
+async fn edit_refusals(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let bob = chat.user("bob").await;
+    chat.answer("first answer");
+    let first = chat.stream(&alice, &json!({"input": "first"})).await;
+    let thread = first.thread_uuid();
+    chat.answer("second answer");
+    let second = chat
+        .stream(
+            &alice,
+            &json!({"input": "second", "thread_uuid": hex(&thread)}),
+        )
+        .await;
+    let messages = chat.active_messages(thread).await;
+    let (first_question, last_question) = (&messages[0], &messages[2]);
+    assert_eq!(last_question.content, "second");
+
+    let edit = |target: String| json!({"input": "changed", "thread_uuid": hex(&thread), "mode": "edit", "edit_message_uuid": target});
+    assert_body(
+        chat.post_stream(&alice, &edit(hex(&uuid::Uuid::new_v4())))
+            .await,
+        404,
+        json!({"detail": "Message not found."}),
+    )
+    .await;
+    assert_body(
+        chat.post_stream(&alice, &edit(hex(&second.assistant_uuid())))
+            .await,
+        400,
+        json!(["Can only edit user messages."]),
+    )
+    .await;
+    assert_body(
+        chat.post_stream(&alice, &edit(hex(&first_question.uuid)))
+            .await,
+        400,
+        json!(["Can only edit the last user message."]),
+    )
+    .await;
+    // Bob can neither edit in Alice's thread nor name her message from his.
+    assert_body(
+        chat.post_stream(&bob, &edit(hex(&last_question.uuid)))
+            .await,
+        404,
+        json!({"detail": "Thread not found."}),
+    )
+    .await;
+    chat.answer("bob's answer");
+    let bobs = chat.stream(&bob, &json!({"input": "mine"})).await;
+    let bob_edit = json!({"input": "x", "thread_uuid": hex(&bobs.thread_uuid()), "mode": "edit", "edit_message_uuid": hex(&last_question.uuid)});
+    assert_body(
+        chat.post_stream(&bob, &bob_edit).await,
+        404,
+        json!({"detail": "Message not found."}),
+    )
+    .await;
+    assert_eq!(chat.all_messages(thread).await.len(), 4, "nothing written");
+    // The refused edits left the thread free for the next message.
+    chat.answer("third answer");
+    chat.stream(
+        &alice,
+        &json!({"input": "third", "thread_uuid": hex(&thread)}),
+    )
+    .await;
+}
+
+/// Staff cannot stream into another user's thread either; an unknown
+/// thread is 404 with the reference's message.
+async fn threads_must_be_your_own(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let staff = chat.staff("root").await;
+    let thread = chat.thread(&alice, "alice's").await;
+    for (who, uuid) in [
+        (&staff, hex(&thread.uuid)),
+        (&alice, hex(&uuid::Uuid::new_v4())),
+    ] {
+        assert_body(
+            chat.post_stream(who, &json!({"input": "hi", "thread_uuid": uuid}))
+                .await,
+            404,
+            json!({"detail": "Thread not found."}),
+        )
+        .await;
+    }
+    // Archived threads are allowed.
+    chat.store
+        .set_thread_archived(
+            &palisade_store::ThreadFilter::new(palisade_store::Scope::All),
+            thread.uuid,
+            true,
+        )
+        .await
+        .unwrap();
+    chat.answer("still here");
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "hi", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(streamed.markdown(), "still here");
+}
+
+/// Items 32 and 35: at the limit is 409 naming the period; below it a
+/// request may go past it; −1 is unlimited.
+async fn quotas(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    chat.store
+        .set_token_limits(alice.user.id, QuotaLimits([None, None, Some(100)]))
+        .await
+        .unwrap();
+    chat.store.add_token_usage(alice.user.id, 95).await.unwrap();
+    chat.answer_with_usage(&["fine"], 5, 3);
+    let streamed = chat
+        .stream(&alice, &json!({"input": "hi", "thread_uuid": null}))
+        .await;
+    assert_eq!(streamed.markdown(), "fine");
+    // The title call (none queued: the fake answers 500) costs nothing.
+    let quota = chat.store.token_quota(alice.user.id).await.unwrap();
+    assert_eq!(quota.usage[2], 103, "95 + 5 + 3");
+
+    assert_body(
+        chat.post_stream(&alice, &json!({"input": "again"})).await,
+        409,
+        json!({"detail": "Monthly token limit exceeded."}),
+    )
+    .await;
+    chat.store
+        .set_token_limits(alice.user.id, QuotaLimits([Some(1), Some(-1), Some(-1)]))
+        .await
+        .unwrap();
+    assert_body(
+        chat.post_stream(&alice, &json!({"input": "again"})).await,
+        409,
+        json!({"detail": "Daily token limit exceeded."}),
+    )
+    .await;
+    chat.store
+        .set_token_limits(alice.user.id, QuotaLimits([Some(-1), Some(-1), Some(-1)]))
+        .await
+        .unwrap();
+    chat.answer("unlimited");
+    let long = "word ".repeat(2_000);
+    let streamed = chat.stream(&alice, &json!({ "input": long })).await;
+    assert_eq!(streamed.markdown(), "unlimited");
+}
+
+/// System defaults apply to users without their own limits; a weekly limit
+/// is reported as such.
+async fn default_quotas(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store, |s| {
+        s.quota_defaults = QuotaDefaults([-1, 50, -1]);
+    })
+    .await;
+    let alice = chat.user("alice").await;
+    chat.store.add_token_usage(alice.user.id, 50).await.unwrap();
+    assert_body(
+        chat.post_stream(&alice, &json!({"input": "hi"})).await,
+        409,
+        json!({"detail": "Weekly token limit exceeded."}),
+    )
+    .await;
+    assert_eq!(chat.llm.request_count(), 0);
+}
+
+/// Item 33: a limit below −1 is a misconfiguration, answered with 409.
+async fn misconfigured_quota(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store, |s| {
+        s.quota_defaults = QuotaDefaults([-1, -1, -10]);
+    })
+    .await;
+    let alice = chat.user("alice").await;
+    assert_body(
+        chat.post_stream(&alice, &json!({"input": "hi"})).await,
+        409,
+        json!({"detail": "AI Token quota system is misconfigured. Please contact support."}),
+    )
+    .await;
+    // A user's own limit cannot be misconfigured: the database refuses it.
+    assert!(
+        chat.store
+            .set_token_limits(alice.user.id, QuotaLimits([Some(-10), None, None]))
+            .await
+            .is_err()
+    );
+}
+
+palisade_store::test_on_both_backends!(
+    invalid_bodies_are_400,
+    input_length_limit,
+    optional_fields_and_form_bodies,
+    disabled_chat_is_424_before_auth,
+    unconfigured_model_is_409_after_auth,
+    other_methods,
+    edit_refusals,
+    threads_must_be_your_own,
+    quotas,
+    default_quotas,
+    misconfigured_quota,
+);

@@ -1,0 +1,524 @@
+//! Our deviations and additions around a running generation: one answer per
+//! thread at a time (deviation 2), answers that outlive the connection
+//! (deviation 4), cancel on the same and on another node, upstream stalls,
+//! and the lease of a crashed node expiring. On both databases.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::chat::{ChatServer, Streamed};
+use common::{TestServer, assert_404, assert_body, hex, shared_guard};
+use futures_util::StreamExt;
+use palisade_llm::testing::{
+    FakeResponse, FakeStep, content_chunk, done, finish_chunk, role_chunk,
+};
+use palisade_server::ChatSettings;
+use palisade_store::{Message, Role, Store};
+use serde_json::json;
+use uuid::Uuid;
+
+/// An answer that starts, then waits `pause` before finishing.
+fn slow_answer(first: &str, pause: Duration, rest: &str) -> FakeResponse {
+    FakeResponse::Stream(vec![
+        role_chunk(),
+        content_chunk(first),
+        FakeStep::Delay(pause),
+        content_chunk(rest),
+        finish_chunk("stop"),
+        done(),
+    ])
+}
+
+/// An answer that sends some text and then nothing, forever.
+fn stalled_answer(first: &str) -> FakeResponse {
+    FakeResponse::Stream(vec![role_chunk(), content_chunk(first), FakeStep::Hang])
+}
+
+/// Waits until the thread has an assistant message (the generation runs on
+/// after the client left), failing after a generous deadline.
+async fn wait_for_answer(chat: &ChatServer, thread: Uuid) -> Message {
+    for _ in 0..200 {
+        let messages = chat.active_messages(thread).await;
+        if let Some(answer) = messages.into_iter().find(|m| m.role == Role::Assistant) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no answer was stored");
+}
+
+/// Reads the first line of a streaming response (the thread line).
+async fn first_line(response: reqwest::Response) -> (reqwest::Response, String) {
+    let mut response = response;
+    let mut text = String::new();
+    while !text.contains('\n') {
+        let chunk = response.chunk().await.expect("body").expect("a first line");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    (response, text)
+}
+
+/// Deviation 2: while a reply is generated, the thread refuses a second
+/// request with 409 and stores nothing for it; afterwards it is free.
+async fn one_generation_per_thread(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let t = hex(&thread.uuid);
+    chat.llm
+        .push(slow_answer("first ", Duration::from_millis(600), "answer"));
+    let running = chat
+        .post_stream(&alice, &json!({"input": "one", "thread_uuid": t}))
+        .await;
+    assert_eq!(running.status(), 200);
+    for body in [
+        json!({"input": "two", "thread_uuid": t}),
+        json!({"input": "two", "thread_uuid": t, "mode": "reload"}),
+    ] {
+        assert_body(
+            chat.post_stream(&alice, &body).await,
+            409,
+            json!({"detail": "A reply is already being generated in this thread."}),
+        )
+        .await;
+    }
+    // Other threads are not affected.
+    chat.answer("elsewhere");
+    let other = chat.thread(&alice, "other").await;
+    chat.stream(
+        &alice,
+        &json!({"input": "x", "thread_uuid": hex(&other.uuid)}),
+    )
+    .await;
+
+    let first = Streamed::read(running).await;
+    assert_eq!(first.markdown(), "first answer");
+    let messages = chat.all_messages(thread.uuid).await;
+    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["one", "first answer"]);
+    chat.answer("second answer");
+    let second = chat
+        .stream(&alice, &json!({"input": "two", "thread_uuid": t}))
+        .await;
+    assert_eq!(second.markdown(), "second answer");
+}
+
+/// Two requests racing for one thread: exactly one wins, the other gets
+/// 409, and the winner's exchange is stored whole.
+async fn concurrent_requests_race_safely(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let t = hex(&thread.uuid);
+    for round in 0..3 {
+        chat.llm
+            .push(slow_answer("an ", Duration::from_millis(200), "answer"));
+        let (body_a, body_b) = (
+            json!({"input": "A", "thread_uuid": t}),
+            json!({"input": "B", "thread_uuid": t}),
+        );
+        let (a, b) = tokio::join!(
+            chat.post_stream(&alice, &body_a),
+            chat.post_stream(&alice, &body_b),
+        );
+        let (winner, loser) = if a.status() == 200 { (a, b) } else { (b, a) };
+        assert_eq!(winner.status(), 200, "round {round}");
+        assert_eq!(loser.status(), 409, "round {round}");
+        let streamed = Streamed::read(winner).await;
+        assert_eq!(streamed.markdown(), "an answer");
+    }
+    let indexes: Vec<(Role, i64)> = chat
+        .all_messages(thread.uuid)
+        .await
+        .iter()
+        .map(|m| (m.role, m.sequence_index))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            (Role::User, 1),
+            (Role::Assistant, 2),
+            (Role::User, 3),
+            (Role::Assistant, 4),
+            (Role::User, 5),
+            (Role::Assistant, 6)
+        ]
+    );
+}
+
+/// Deviation 4: a client that disconnects mid-answer loses nothing; the
+/// answer is completed, stored in full and counted.
+async fn answers_outlive_the_connection(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    chat.llm.push(FakeResponse::Stream(vec![
+        role_chunk(),
+        content_chunk("The whole answer, "),
+        FakeStep::Delay(Duration::from_millis(300)),
+        content_chunk("even after the client left."),
+        finish_chunk("stop"),
+        palisade_llm::testing::usage_chunk(palisade_llm::Usage {
+            prompt_tokens: 7,
+            completion_tokens: 9,
+        }),
+        done(),
+    ]));
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let (response, line) = first_line(response).await;
+    assert!(line.starts_with(r#"{"m":{"thread_uuid":"#));
+    drop(response);
+    let answer = wait_for_answer(&chat, thread.uuid).await;
+    assert_eq!(
+        answer.content,
+        "The whole answer, even after the client left."
+    );
+    assert_eq!(
+        chat.llm.disconnects(),
+        0,
+        "the upstream call was not abandoned"
+    );
+    // Usage is recorded after the answer; give it the moment it needs.
+    for _ in 0..100 {
+        if chat.store.token_quota(alice.user.id).await.unwrap().usage[0] == 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        chat.store.token_quota(alice.user.id).await.unwrap().usage[0],
+        16
+    );
+}
+
+/// Cancel on the node running the generation: the stream ends early with
+/// the partial answer stored, no `e` line, the upstream call dropped.
+async fn cancel_keeps_the_partial_answer(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
+    chat.llm.push(stalled_answer("A partial answer"));
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let (response, _) = first_line(response).await;
+    let cancel = chat.post(&alice, &path).await;
+    assert_eq!(cancel.status(), 204);
+    // The fake's idle timeout is 2 s: an `e` line would mean the cancel
+    // did not stop the generation.
+    let rest = response.text().await.unwrap();
+    assert!(!rest.contains(r#""e":"#), "{rest}");
+    assert!(rest.contains("assistant_message_uuid"), "{rest}");
+    assert!(rest.contains("A partial answer"), "{rest}");
+    assert!(
+        chat.llm
+            .wait_for_disconnects(1, Duration::from_secs(5))
+            .await
+    );
+    let messages = chat.active_messages(thread.uuid).await;
+    assert_eq!(messages[1].content, "A partial answer");
+    // The thread is free again, and a stale cancel does not hit the next one.
+    chat.answer("next");
+    let next = chat
+        .stream(
+            &alice,
+            &json!({"input": "q2", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(next.markdown(), "next");
+    // Nothing running: still 204.
+    assert_eq!(chat.post(&alice, &path).await.status(), 204);
+}
+
+/// Cancel is owner-only: other users, staff included, get 404.
+async fn cancel_is_owner_only(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let bob = chat.user("bob").await;
+    let staff = chat.staff("root").await;
+    let thread = chat.thread(&alice, "t").await;
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
+    assert_404(chat.post(&bob, &path).await).await;
+    assert_404(chat.post(&staff, &path).await).await;
+    assert_404(
+        chat.post(&alice, "/api/chat-threads/not-a-uuid/cancel/")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        chat.anonymous(reqwest::Method::POST, &path).await.status(),
+        401
+    );
+    common::assert_405(
+        chat.request(reqwest::Method::GET, &alice, &path).await,
+        "GET",
+    )
+    .await;
+}
+
+/// Cancel served by another node reaches the generation through the
+/// database flag.
+async fn cancel_from_another_node(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store.clone(), |s| {
+        s.cancel_poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    let other_node = TestServer::start_with(store, shared_guard(), ChatSettings::new(None)).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    chat.llm.push(stalled_answer("Half of it"));
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let (response, _) = first_line(response).await;
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
+    assert_eq!(other_node.post(&alice, &path).await.status(), 204);
+    let rest = response.text().await.unwrap();
+    assert!(
+        !rest.contains(r#""e":"#),
+        "stopped by the cancel, not a timeout: {rest}"
+    );
+    let messages = chat.active_messages(thread.uuid).await;
+    assert_eq!(messages[1].content, "Half of it");
+}
+
+/// An upstream that accepts the request and then says nothing: the idle
+/// timeout ends it with the `e` line, and the thread is free again.
+async fn stalled_upstream(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    chat.llm
+        .push(FakeResponse::Stream(vec![role_chunk(), FakeStep::Hang]));
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert!(streamed.error().is_some());
+    assert!(streamed.final_meta().is_some());
+    assert_eq!(chat.active_messages(thread.uuid).await[1].content, "");
+    chat.answer("recovered");
+    let next = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(next.markdown(), "recovered");
+}
+
+/// A lease left by a node that died expires, and the thread is usable.
+async fn a_crashed_nodes_lease_expires(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let ttl = Duration::from_millis(300);
+    assert!(
+        chat.store
+            .acquire_generation_lease(thread.id, Uuid::new_v4(), ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        chat.post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)})
+        )
+        .await
+        .status(),
+        409
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    chat.answer("back");
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(streamed.markdown(), "back");
+}
+
+/// Lines reach the client as the model produces them, not at the end.
+async fn lines_are_streamed_as_they_come(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let long = "x".repeat(60);
+    chat.llm.push(FakeResponse::Stream(vec![
+        role_chunk(),
+        content_chunk(&long),
+        FakeStep::Delay(Duration::from_millis(500)),
+        content_chunk("tail"),
+        finish_chunk("stop"),
+        done(),
+    ]));
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    // The markdown line for the first 60 characters arrives while the
+    // model is still pausing: the stored answer does not exist yet.
+    while !seen.contains(&long) {
+        let chunk = body.next().await.expect("more body").expect("chunk");
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(chat.active_messages(thread.uuid).await.len(), 1);
+    while let Some(chunk) = body.next().await {
+        seen.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(seen.contains(r#"{"k":"markdown","c":"tail"}"#), "{seen}");
+}
+
+/// An upstream that answers 200 with something that is not a
+/// chat-completions stream: the `e` line, and the thread stays usable.
+async fn garbage_upstream(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    chat.llm
+        .push(FakeResponse::Stream(vec![palisade_llm::testing::raw(
+            "<html>502 Bad Gateway</html>\n\n",
+        )]));
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert!(streamed.error().is_some(), "{:?}", streamed.lines);
+    assert!(streamed.final_meta().is_some());
+    chat.answer("fine again");
+    let next = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(next.markdown(), "fine again");
+}
+
+/// Shutdown waits for running generations: an answer whose client left is
+/// still stored in full before `serve` returns.
+async fn shutdown_stores_running_answers(store: Arc<dyn Store>) {
+    let llm = palisade_llm::testing::FakeOpenAi::start().await;
+    let provider = palisade_llm::OpenAiProvider::new(llm.config()).unwrap();
+    let state = palisade_server::AppState::new(
+        store.clone(),
+        shared_guard(),
+        ChatSettings::new(Some(Arc::new(provider))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(palisade_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let user = store
+        .create_user(&palisade_store::NewUser {
+            username: "alice".into(),
+            ..palisade_store::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let token = palisade_server::auth::issue_token(store.as_ref(), &user, None)
+        .await
+        .unwrap();
+    llm.push(slow_answer(
+        "Begun before shutdown, ",
+        Duration::from_millis(500),
+        "finished after.",
+    ));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(&json!({"input": "q"}))
+        .send()
+        .await
+        .unwrap();
+    let (response, line) = first_line(response).await;
+    let thread: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+    let thread = Uuid::parse_str(thread["m"]["thread_uuid"].as_str().unwrap()).unwrap();
+    drop(response);
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    let messages = store
+        .list_messages(&palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(
+        messages[1].content,
+        "Begun before shutdown, finished after."
+    );
+}
+
+/// A model that is too busy to start (the embedded model's queue is full)
+/// gets its own `e` line, so the client can offer a retry.
+async fn busy_model(store: Arc<dyn Store>) {
+    let model = palisade_llm::ScriptedProvider::with_replies([palisade_llm::ScriptedReply::fail(
+        palisade_llm::LlmError::Busy("queue full".into()),
+    )]);
+    let server = TestServer::start_with(
+        store,
+        shared_guard(),
+        ChatSettings::new(Some(Arc::new(model))),
+    )
+    .await;
+    let alice = server.user("alice").await;
+    let thread = server.thread(&alice, "t").await;
+    let response = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .json(&json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
+        .send()
+        .await
+        .unwrap();
+    let streamed = Streamed::read(response).await;
+    assert_eq!(
+        streamed.error(),
+        Some("The assistant is busy right now. Please try again in a moment.")
+    );
+    assert!(streamed.final_meta().is_some(), "the question is kept");
+}
+
+palisade_store::test_on_both_backends!(
+    busy_model,
+    garbage_upstream,
+    shutdown_stores_running_answers,
+    one_generation_per_thread,
+    concurrent_requests_race_safely,
+    answers_outlive_the_connection,
+    cancel_keeps_the_partial_answer,
+    cancel_is_owner_only,
+    cancel_from_another_node,
+    stalled_upstream,
+    a_crashed_nodes_lease_expires,
+    lines_are_streamed_as_they_come,
+);

