@@ -492,15 +492,12 @@ async fn busy_model(store: Arc<dyn Store>) {
     .await;
     let alice = server.user("alice").await;
     let thread = server.thread(&alice, "t").await;
-    let response = server
-        .client
-        .post(server.url("/api/chat/stream/"))
-        .header("Authorization", format!("Token {}", alice.token))
-        .json(&json!({"input": "q", "thread_uuid": hex(&thread.uuid)}))
-        .send()
-        .await
-        .unwrap();
-    let streamed = Streamed::read(response).await;
+    let streamed = server
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
     assert_eq!(
         streamed.error(),
         Some("The assistant is busy right now. Please try again in a moment.")

@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use common::chat::Streamed;
 use common::{TestServer, hex, shared_guard};
 use palisade_llm::local::{LocalConfig, LocalProvider};
 use palisade_server::ChatSettings;
@@ -51,27 +50,17 @@ async fn answers_a_question(store: Arc<dyn Store>) {
     let server = server(store, model).await;
     let alice = server.user("alice").await;
     let thread = server.thread(&alice, "geography").await;
-    let response = server
-        .client
-        .post(server.url("/api/chat/stream/"))
-        .header("Authorization", format!("Token {}", alice.token))
-        .json(&json!({"input": "What is the capital of France?", "thread_uuid": hex(&thread.uuid)}))
-        .send()
-        .await
-        .unwrap();
-    let streamed = Streamed::read(response).await;
+    let streamed = server
+        .stream(
+            &alice,
+            &json!({"input": "What is the capital of France?", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
     assert_eq!(streamed.error(), None, "{:?}", streamed.lines);
     assert!(streamed.body.contains("Paris"), "{}", streamed.body);
     let answer = server
-        .store
-        .list_messages(&palisade_store::MessageFilter {
-            scope: palisade_store::Scope::All,
-            thread: Some(thread.uuid),
-            is_flagged: None,
-            include_history: false,
-        })
+        .active_messages(thread.uuid)
         .await
-        .unwrap()
         .into_iter()
         .find(|m| m.role == Role::Assistant)
         .expect("the answer is stored");
@@ -92,16 +81,14 @@ async fn cancel_stops_the_model(store: Arc<dyn Store>) {
     let alice = server.user("alice").await;
     let thread = server.thread(&alice, "story").await;
     let mut response = server
-        .client
-        .post(server.url("/api/chat/stream/"))
-        .header("Authorization", format!("Token {}", alice.token))
-        .json(&json!({
+        .post_stream(
+            &alice,
+            &json!({
             "input": "Write a very long story about a lighthouse keeper, with many chapters.",
-            "thread_uuid": hex(&thread.uuid),
-        }))
-        .send()
-        .await
-        .unwrap();
+                "thread_uuid": hex(&thread.uuid),
+            }),
+        )
+        .await;
     // Wait for the first content line: the model is generating.
     let mut seen = String::new();
     while !seen.contains(r#""k":"#) {
@@ -119,15 +106,8 @@ async fn cancel_stops_the_model(store: Arc<dyn Store>) {
     assert!(!rest.contains(r#""e":"#), "{rest}");
     assert!(rest.contains("assistant_message_uuid"), "{rest}");
     let answer = server
-        .store
-        .list_messages(&palisade_store::MessageFilter {
-            scope: palisade_store::Scope::All,
-            thread: Some(thread.uuid),
-            is_flagged: None,
-            include_history: false,
-        })
+        .active_messages(thread.uuid)
         .await
-        .unwrap()
         .into_iter()
         .find(|m| m.role == Role::Assistant)
         .expect("the partial answer is stored");

@@ -9,11 +9,11 @@ use palisade_llm::testing::{FakeOpenAi, FakeResponse};
 use palisade_llm::{OpenAiProvider, Usage};
 use palisade_server::prompt::{REJECTION_INSTRUCTION, TITLE_INSTRUCTION};
 use palisade_server::{ChatSettings, InputGuard};
-use palisade_store::{Message, MessageFilter, Scope, Store};
+use palisade_store::Store;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Account, TestServer, shared_guard};
+use super::{TestServer, shared_guard};
 
 /// A server plus the fake model behind it.
 pub struct ChatServer {
@@ -67,45 +67,6 @@ impl ChatServer {
             completion_tokens: completion,
         };
         self.llm.push(FakeResponse::answer(deltas, Some(usage)));
-    }
-
-    /// `POST /api/chat/stream/` with a JSON body, as `who`.
-    pub async fn post_stream(&self, who: &Account, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/chat/stream/"))
-            .header("Authorization", format!("Token {}", who.token))
-            .json(body)
-            .send()
-            .await
-            .expect("stream request")
-    }
-
-    /// Posts and reads the whole stream, asserting 200 and the NDJSON type.
-    pub async fn stream(&self, who: &Account, body: &Value) -> Streamed {
-        let response = self.post_stream(who, body).await;
-        Streamed::read(response).await
-    }
-
-    /// Every message of a thread, replaced rows included, in sequence order.
-    pub async fn all_messages(&self, thread: Uuid) -> Vec<Message> {
-        self.messages_of(thread, true).await
-    }
-
-    /// The thread's active messages in sequence order.
-    pub async fn active_messages(&self, thread: Uuid) -> Vec<Message> {
-        self.messages_of(thread, false).await
-    }
-
-    async fn messages_of(&self, thread: Uuid, include_history: bool) -> Vec<Message> {
-        self.store
-            .list_messages(&MessageFilter {
-                scope: Scope::All,
-                thread: Some(thread),
-                is_flagged: None,
-                include_history,
-            })
-            .await
-            .expect("list messages")
     }
 
     /// Bodies of the model calls that were not title calls.

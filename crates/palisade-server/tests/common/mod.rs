@@ -10,11 +10,14 @@ use std::sync::Arc;
 
 use palisade_server::{AppState, ChatSettings, InputGuard};
 use palisade_store::{
-    Action, AuditEvent, Detection, Message, NewMessage, NewUser, Role, Severity, Store, Thread,
-    User,
+    Action, AuditEvent, Detection, Message, MessageFilter, NewMessage, NewUser, Role, Scope,
+    Severity, Store, Thread, User,
 };
 use reqwest::Method;
 use serde_json::Value;
+use uuid::Uuid;
+
+use chat::Streamed;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -272,6 +275,48 @@ impl TestServer {
             .record_detection(message.id, &detection)
             .await
             .expect("record detection");
+    }
+}
+
+/// Stream requests and what they stored.
+impl TestServer {
+    /// `POST /api/chat/stream/` with a JSON body, as `who`.
+    pub async fn post_stream(&self, who: &Account, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/chat/stream/"))
+            .header("Authorization", format!("Token {}", who.token))
+            .json(body)
+            .send()
+            .await
+            .expect("stream request")
+    }
+
+    /// Posts and reads the whole stream, asserting 200 and the NDJSON type.
+    pub async fn stream(&self, who: &Account, body: &Value) -> Streamed {
+        let response = self.post_stream(who, body).await;
+        Streamed::read(response).await
+    }
+
+    /// Every message of a thread, replaced rows included, in sequence order.
+    pub async fn all_messages(&self, thread: Uuid) -> Vec<Message> {
+        self.messages_of(thread, true).await
+    }
+
+    /// The thread's active messages in sequence order.
+    pub async fn active_messages(&self, thread: Uuid) -> Vec<Message> {
+        self.messages_of(thread, false).await
+    }
+
+    async fn messages_of(&self, thread: Uuid, include_history: bool) -> Vec<Message> {
+        self.store
+            .list_messages(&MessageFilter {
+                scope: Scope::All,
+                thread: Some(thread),
+                is_flagged: None,
+                include_history,
+            })
+            .await
+            .expect("list messages")
     }
 }
 
