@@ -113,15 +113,31 @@ async fn start_generation(
             "A reply is already being generated in this thread.".to_owned(),
         ));
     }
-    let generation = match prepare(&state, provider, &user, &request, verdict, &thread).await {
-        Ok(prepared) => prepared.into_generation(&state, &user, &thread, new_thread, lease),
-        Err(err) => {
-            // Nothing will be generated: free the thread at once.
-            if let Err(release) = state.store.release_generation_lease(thread.id, lease).await {
-                tracing::warn!(error = %release, "cannot release the generation lease");
+    let (reply, answer_to, stored_input) =
+        match prepare(&state, &user, &request, &verdict, &thread).await {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                // Nothing will be generated: free the thread at once.
+                if let Err(release) = state.store.release_generation_lease(thread.id, lease).await {
+                    tracing::warn!(error = %release, "cannot release the generation lease");
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
+        };
+    let generation = Generation {
+        store: state.store.clone(),
+        provider,
+        settings: state.chat.clone(),
+        generations: state.generations.clone(),
+        user_id: user.id,
+        thread_id: thread.id,
+        thread_uuid: thread.uuid,
+        new_thread,
+        lease,
+        reply,
+        answer_to,
+        warning: verdict.warning,
+        stored_input,
     };
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     state.generations.spawn(generation.run(Lines::new(sender)));
@@ -166,53 +182,17 @@ async fn resolve_thread(
     }
 }
 
-/// What the handler settles before the generation starts.
-struct Prepared {
-    provider: Arc<dyn ChatProvider>,
-    reply: Reply,
-    answer_to: AnswerTo,
-    warning: String,
-    stored_input: String,
-}
-
-impl Prepared {
-    fn into_generation(
-        self,
-        state: &AppState,
-        user: &User,
-        thread: &Thread,
-        new_thread: bool,
-        lease: Uuid,
-    ) -> Generation {
-        Generation {
-            store: state.store.clone(),
-            provider: self.provider,
-            settings: state.chat.clone(),
-            generations: state.generations.clone(),
-            user_id: user.id,
-            thread_id: thread.id,
-            thread_uuid: thread.uuid,
-            new_thread,
-            lease,
-            reply: self.reply,
-            answer_to: self.answer_to,
-            warning: self.warning,
-            stored_input: self.stored_input,
-        }
-    }
-}
-
 /// Step 9 and the writes before streaming (reference 3.3, 3.4): the prompt
 /// from the history as it was before this message, then the user message
-/// (normal and edit modes) with the guard's verdict on it.
+/// (normal and edit modes) with the guard's verdict on it. Returns the
+/// reply to generate, where the answer goes, and the input as stored.
 async fn prepare(
     state: &AppState,
-    provider: Arc<dyn ChatProvider>,
     user: &User,
     request: &StreamRequest,
-    verdict: Verdict,
+    verdict: &Verdict,
     thread: &Thread,
-) -> ApiResult<Prepared> {
+) -> ApiResult<(Reply, AnswerTo, String)> {
     let active = MessageFilter {
         scope: Scope::Owner(user.id),
         thread: Some(thread.uuid),
@@ -283,13 +263,7 @@ async fn prepare(
         };
         state.store.record_detection(message.id, &detection).await?;
     }
-    Ok(Prepared {
-        provider,
-        reply,
-        answer_to,
-        warning: verdict.warning,
-        stored_input,
-    })
+    Ok((reply, answer_to, stored_input))
 }
 
 fn rejection_message(rejection: palisade_store::EditRejection) -> &'static str {
