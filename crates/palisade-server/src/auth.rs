@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use palisade_store::{NewToken, Store, StoreError, User};
+use palisade_store::{NewToken, Store, StoreError, StoredToken, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -60,8 +60,8 @@ pub async fn issue_token(
     }
 }
 
-/// Finds the active user a presented token belongs to.
-async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiError> {
+/// Finds the active user a presented token belongs to, and the token's row.
+async fn authenticate(store: &dyn Store, token: &str) -> Result<(StoredToken, User), ApiError> {
     const INVALID: ApiError = ApiError::Unauthenticated("Invalid token.");
     if token.len() != TOKEN_HEX_LEN || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(INVALID);
@@ -79,7 +79,7 @@ async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiError> 
     if stored.expires.is_some_and(|at| at <= palisade_store::now()) {
         return Err(ApiError::Unauthenticated("Token has expired."));
     }
-    Ok(user)
+    Ok((stored, user))
 }
 
 /// The authenticated caller. Extracting it answers 401 with DRF's messages:
@@ -90,32 +90,54 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let missing = ApiError::Unauthenticated("Authentication credentials were not provided.");
-        let Some(header) = parts.headers.get(AUTHORIZATION) else {
-            return Err(missing);
-        };
-        let Ok(header) = header.to_str() else {
-            return Err(ApiError::Unauthenticated(
-                "Invalid token header. Token string should not contain invalid characters.",
-            ));
-        };
-        let mut words = header.split_whitespace();
-        let scheme = words.next().unwrap_or_default();
-        if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
-            // Another scheme is not ours to judge: the request is simply anonymous.
-            return Err(missing);
-        }
-        let (Some(token), None) = (words.next(), words.next()) else {
-            return Err(ApiError::Unauthenticated(
-                if header.split_whitespace().count() == 1 {
-                    "Invalid token header. No credentials provided."
-                } else {
-                    "Invalid token header. Token string should not contain spaces."
-                },
-            ));
-        };
-        authenticate(state.store.as_ref(), token)
-            .await
-            .map(AuthUser)
+        let (_token, user) = credentials(parts, state).await?;
+        Ok(AuthUser(user))
     }
 }
+
+/// The authenticated caller and the token they presented, for the one
+/// endpoint that acts on the token itself (logout).
+pub struct AuthToken {
+    pub user: User,
+    pub token: StoredToken,
+}
+
+impl FromRequestParts<AppState> for AuthToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (token, user) = credentials(parts, state).await?;
+        Ok(AuthToken { user, token })
+    }
+}
+
+/// Reads the `Authorization` header and checks the token it carries.
+async fn credentials(parts: &Parts, state: &AppState) -> Result<(StoredToken, User), ApiError> {
+    let missing = ApiError::Unauthenticated("Authentication credentials were not provided.");
+    let Some(header) = parts.headers.get(AUTHORIZATION) else {
+        return Err(missing);
+    };
+    let Ok(header) = header.to_str() else {
+        return Err(ApiError::Unauthenticated(
+            "Invalid token header. Token string should not contain invalid characters.",
+        ));
+    };
+    let mut words = header.split_whitespace();
+    let scheme = words.next().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme is not ours to judge: the request is simply anonymous.
+        return Err(missing);
+    }
+    let (Some(token), None) = (words.next(), words.next()) else {
+        return Err(ApiError::Unauthenticated(
+            if header.split_whitespace().count() == 1 {
+                "Invalid token header. No credentials provided."
+            } else {
+                "Invalid token header. Token string should not contain spaces."
+            },
+        ));
+    };
+    authenticate(state.store.as_ref(), token).await
+}
+
+pub use crate::password::set_password;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod input_guard;
 pub mod pagination;
 pub mod params;
+pub mod password;
 pub mod prompt;
 pub mod render;
 mod routes;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub chat: Arc<ChatSettings>,
     /// The generations running on this node.
     pub generations: Arc<Generations>,
+    /// Lifetime of a token issued by password login (`PALISADE_LOGIN_TOKEN_TTL`).
+    pub login_token_ttl: Duration,
 }
 
 impl AppState {
@@ -46,9 +49,13 @@ impl AppState {
             guard,
             chat: Arc::new(chat),
             generations: Arc::new(Generations::default()),
+            login_token_ttl: DEFAULT_LOGIN_TOKEN_TTL,
         }
     }
 }
+
+/// How long a password login's token lasts unless configured otherwise.
+pub const DEFAULT_LOGIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long shutdown waits for running generations before cancelling them
 /// (their partial answers are stored either way).
@@ -67,7 +74,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let generations = state.generations.clone();
-    let served = axum::serve(listener, app(state))
+    // Connection info gives the login lockout the client's address.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     generations.shutdown(SHUTDOWN_GRACE).await;

@@ -167,6 +167,47 @@ pub struct StreamIn {
     pub edit_message_uuid: Option<String>,
 }
 
+/// Body of `POST /api-auth/password/` (JSON or form).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoginIn {
+    #[schema(example = "alice")]
+    pub username: String,
+    pub password: String,
+}
+
+/// A token issued by password login.
+#[derive(Serialize, ToSchema)]
+pub struct TokenOut {
+    #[schema(example = "6c1f…")]
+    pub token: String,
+}
+
+/// `GET /api/users/me/`: who the caller is, and what they may see.
+#[derive(Serialize, ToSchema)]
+pub struct MeOut {
+    #[schema(value_type = String, example = "3f2c8a1e9b7d4c6a8e5f1a2b3c4d5e6f")]
+    pub uuid: String,
+    pub username: String,
+    pub full_name: String,
+    pub email: String,
+    pub is_staff: bool,
+    pub is_support: bool,
+}
+
+impl MeOut {
+    pub fn new(user: &palisade_store::User) -> MeOut {
+        MeOut {
+            uuid: user.uuid.simple().to_string(),
+            username: user.username.clone(),
+            full_name: user.full_name.clone(),
+            email: user.email.clone(),
+            is_staff: user.is_staff,
+            is_support: user.is_support,
+        }
+    }
+}
+
 /// `{"detail": "…"}`: 401, 404, 405, 409 and 424 bodies.
 #[derive(Serialize, ToSchema)]
 pub struct Detail {

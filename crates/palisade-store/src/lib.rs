@@ -53,6 +53,35 @@ pub trait Store: Send + Sync + 'static {
     /// The token with this lookup prefix and its owner. Expiry and the hash
     /// comparison are the caller's to check.
     async fn token_by_prefix(&self, prefix: &str) -> Result<Option<(StoredToken, User)>>;
+    /// Deletes one token; `false` when it was already gone.
+    async fn revoke_token(&self, token_id: i64) -> Result<bool>;
+    /// Deletes every token of a user; how many there were.
+    async fn revoke_user_tokens(&self, user_id: i64) -> Result<u64>;
+
+    // Passwords and the login lockout.
+
+    /// Sets (or with `None` removes) the user's password hash, a PHC string.
+    /// `NotFound` when there is no such user.
+    async fn set_password_hash(&self, user_id: i64, hash: Option<&str>) -> Result<()>;
+    /// The user's password hash; `None` when they have no password.
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>>;
+    /// Failed logins for this username from this client since `since`.
+    async fn count_login_failures(
+        &self,
+        username: &str,
+        client_ip: &str,
+        since: Timestamp,
+    ) -> Result<i64>;
+    /// Records a failed login, and forgets every failure (of any user) older
+    /// than `forget_before`, which keeps the table as small as the window.
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        client_ip: &str,
+        forget_before: Timestamp,
+    ) -> Result<()>;
+    /// Forgets this username's failures from this client (after a success).
+    async fn clear_login_failures(&self, username: &str, client_ip: &str) -> Result<()>;
 
     // Chat sessions: at most one per user.
 

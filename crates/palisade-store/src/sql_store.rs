@@ -268,6 +268,90 @@ macro_rules! sql_store {
                 .transpose()
             }
 
+            async fn revoke_token(&self, token_id: i64) -> $crate::Result<bool> {
+                let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+                    .bind(token_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_user_tokens(&self, user_id: i64) -> $crate::Result<u64> {
+                let done = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn set_password_hash(&self, user_id: i64, hash: Option<&str>) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound("user"));
+                }
+                Ok(())
+            }
+
+            async fn password_hash(&self, user_id: i64) -> $crate::Result<Option<String>> {
+                let hash: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                        .bind(user_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(hash.flatten())
+            }
+
+            async fn count_login_failures(
+                &self,
+                username: &str,
+                client_ip: &str,
+                since: $crate::Timestamp,
+            ) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM login_failures \
+                     WHERE username = $1 AND client_ip = $2 AND failed_at >= $3",
+                )
+                .bind(username)
+                .bind(client_ip)
+                .bind(since.timestamp_micros())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn record_login_failure(
+                &self,
+                username: &str,
+                client_ip: &str,
+                forget_before: $crate::Timestamp,
+            ) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
+                    .bind(forget_before.timestamp_micros())
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO login_failures (username, client_ip, failed_at) VALUES ($1, $2, $3)",
+                )
+                .bind(username)
+                .bind(client_ip)
+                .bind($crate::now().timestamp_micros())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn clear_login_failures(&self, username: &str, client_ip: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM login_failures WHERE username = $1 AND client_ip = $2")
+                    .bind(username)
+                    .bind(client_ip)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn get_or_create_session(&self, user_id: i64) -> $crate::Result<$crate::ChatSession> {
                 // The unique index on user_id makes a concurrent second insert a no-op.
                 sqlx::query(

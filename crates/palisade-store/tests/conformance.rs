@@ -1039,3 +1039,98 @@ mod quotas {
         answers_record_their_cost,
     );
 }
+
+/// Passwords, token revocation and the login lockout's failure log.
+mod login {
+    use super::*;
+
+    async fn passwords_are_set_and_removed(db: Db) {
+        let alice = user(&db, "alice").await;
+        assert_eq!(db.password_hash(alice.id).await.unwrap(), None);
+        db.set_password_hash(alice.id, Some("$argon2id$v=19$fake"))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.password_hash(alice.id).await.unwrap().as_deref(),
+            Some("$argon2id$v=19$fake")
+        );
+        db.set_password_hash(alice.id, None).await.unwrap();
+        assert_eq!(db.password_hash(alice.id).await.unwrap(), None);
+        assert!(matches!(
+            db.set_password_hash(999_999, Some("x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    async fn tokens_are_revoked_one_or_all(db: Db) {
+        let alice = user(&db, "alice").await;
+        let bob = user(&db, "bob").await;
+        let mut ids = Vec::new();
+        for (owner, prefix) in [(&alice, "aaaa1"), (&alice, "aaaa2"), (&bob, "bbbb1")] {
+            let token = NewToken {
+                prefix: prefix.into(),
+                hash: vec![1, 2, 3],
+                expires: None,
+            };
+            ids.push(db.insert_token(owner.id, &token).await.unwrap().id);
+        }
+        assert!(db.revoke_token(ids[0]).await.unwrap());
+        assert!(!db.revoke_token(ids[0]).await.unwrap(), "already gone");
+        assert!(db.token_by_prefix("aaaa1").await.unwrap().is_none());
+        assert!(db.token_by_prefix("aaaa2").await.unwrap().is_some());
+        assert_eq!(db.revoke_user_tokens(alice.id).await.unwrap(), 1);
+        assert!(db.token_by_prefix("aaaa2").await.unwrap().is_none());
+        assert!(
+            db.token_by_prefix("bbbb1").await.unwrap().is_some(),
+            "other users keep theirs"
+        );
+    }
+
+    async fn login_failures_are_counted_per_username_and_client(db: Db) {
+        let start = palisade_store::now() - chrono::Duration::seconds(1);
+        let long_ago = start - chrono::Duration::days(1);
+        for _ in 0..3 {
+            db.record_login_failure("alice", "10.0.0.1", long_ago)
+                .await
+                .unwrap();
+        }
+        db.record_login_failure("alice", "10.0.0.2", long_ago)
+            .await
+            .unwrap();
+        db.record_login_failure("bob", "10.0.0.1", long_ago)
+            .await
+            .unwrap();
+        let count = |name: &'static str, ip: &'static str| {
+            let db = db.clone();
+            async move { db.count_login_failures(name, ip, start).await.unwrap() }
+        };
+        assert_eq!(count("alice", "10.0.0.1").await, 3);
+        assert_eq!(count("alice", "10.0.0.2").await, 1);
+        assert_eq!(count("bob", "10.0.0.1").await, 1);
+        assert_eq!(count("ALICE", "10.0.0.1").await, 0, "usernames are exact");
+        let later = palisade_store::now() + chrono::Duration::seconds(1);
+        assert_eq!(
+            db.count_login_failures("alice", "10.0.0.1", later)
+                .await
+                .unwrap(),
+            0,
+            "only failures inside the window count"
+        );
+        db.clear_login_failures("alice", "10.0.0.1").await.unwrap();
+        assert_eq!(count("alice", "10.0.0.1").await, 0);
+        assert_eq!(count("alice", "10.0.0.2").await, 1);
+        // A new failure forgets everything older than the window's start.
+        db.record_login_failure("carol", "10.0.0.3", later)
+            .await
+            .unwrap();
+        assert_eq!(count("alice", "10.0.0.2").await, 0);
+        assert_eq!(count("bob", "10.0.0.1").await, 0);
+        assert_eq!(count("carol", "10.0.0.3").await, 1);
+    }
+
+    palisade_store::test_on_both_backends!(
+        passwords_are_set_and_removed,
+        tokens_are_revoked_one_or_all,
+        login_failures_are_counted_per_username_and_client,
+    );
+}

@@ -84,6 +84,9 @@ pub struct Config {
     pub token_limit_daily: i64,
     pub token_limit_weekly: i64,
     pub token_limit_monthly: i64,
+    /// Lifetime of a token issued by password login, e.g. `24h`, `7d`
+    /// (`PALISADE_LOGIN_TOKEN_TTL`).
+    pub login_token_ttl: String,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             token_limit_daily: -1,
             token_limit_weekly: -1,
             token_limit_monthly: -1,
+            login_token_ttl: "24h".into(),
         }
     }
 }
@@ -136,6 +140,7 @@ const ENV_KEYS: &[&str] = &[
     "token_limit_daily",
     "token_limit_weekly",
     "token_limit_monthly",
+    "login_token_ttl",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -250,6 +255,32 @@ impl Config {
         settings
     }
 
+    /// How long a password login's token lasts.
+    pub fn login_token_ttl(&self) -> Result<std::time::Duration> {
+        let ttl = humantime::parse_duration(self.login_token_ttl.trim()).with_context(|| {
+            format!(
+                "PALISADE_LOGIN_TOKEN_TTL / login_token_ttl = {:?} is not a duration like 24h or 7d",
+                self.login_token_ttl
+            )
+        })?;
+        anyhow::ensure!(
+            !ttl.is_zero(),
+            "PALISADE_LOGIN_TOKEN_TTL / login_token_ttl may not be zero"
+        );
+        Ok(ttl)
+    }
+
+    /// The default SQLite file (in the data dir, as an absolute path, so
+    /// messages say exactly which file a command used); `None` when a
+    /// database URL is configured.
+    pub fn default_sqlite_file(&self) -> Option<PathBuf> {
+        if self.database_url.is_some() {
+            return None;
+        }
+        let file = self.data_dir.join("palisade.db");
+        Some(std::path::absolute(&file).unwrap_or(file))
+    }
+
     /// The database to use, creating the data dir for the default SQLite file.
     pub fn database_url(&self) -> Result<DatabaseUrl> {
         if let Some(url) = &self.database_url {
@@ -257,10 +288,10 @@ impl Config {
         }
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
-        Ok(DatabaseUrl::new(format!(
-            "sqlite://{}",
-            self.data_dir.join("palisade.db").display()
-        )))
+        let file = self
+            .default_sqlite_file()
+            .unwrap_or_else(|| self.data_dir.join("palisade.db"));
+        Ok(DatabaseUrl::new(format!("sqlite://{}", file.display())))
     }
 }
 
@@ -360,9 +391,18 @@ mod tests {
             let local = config.local();
             assert!(local.allow_fetch && local.model_path.is_none());
             assert!(local.model_dir.ends_with(".cache/palisade/models"));
+            let url = config.database_url().map_err(|e| e.to_string())?;
+            let expected = std::env::current_dir()
+                .map_err(|e| e.to_string())?
+                .join("data")
+                .join("palisade.db");
+            assert_eq!(url.expose(), format!("sqlite://{}", expected.display()));
             assert_eq!(
-                config.database_url().map_err(|e| e.to_string())?.expose(),
-                "sqlite://./data/palisade.db"
+                config
+                    .login_token_ttl()
+                    .map_err(|e| e.to_string())?
+                    .as_secs(),
+                86_400
             );
             Ok(())
         });

@@ -78,6 +78,14 @@ enum Command {
 enum UserCommand {
     /// Create a user.
     Create(CreateUser),
+    /// Set a user's password for the web app and `POST /api-auth/password/`.
+    /// Reads one line from standard input when it is not a terminal;
+    /// otherwise asks twice, without echo.
+    SetPassword { username: String },
+    /// Stop a user from logging in or using any token (their chats stay).
+    Deactivate { username: String },
+    /// Let a deactivated user in again.
+    Activate { username: String },
 }
 
 #[derive(Args)]
@@ -104,6 +112,8 @@ enum TokenCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
     },
+    /// Revoke every token of a user (API tokens and web-app logins).
+    Revoke { username: String },
 }
 
 #[tokio::main]
@@ -141,6 +151,19 @@ async fn run(cli: Cli) -> Result<()> {
         // Pure text processing: no database needed.
         return scan::run(&config.guard(), file.as_deref(), *jsonl);
     }
+    // A management command run from another folder must not quietly start
+    // a new, empty default database there.
+    let manages = matches!(cli.command, Command::User(_) | Command::Token(_));
+    if let Some(file) = config
+        .default_sqlite_file()
+        .filter(|file| manages && !file.exists())
+    {
+        bail!(
+            "there is no database at {}: run this command where `palisade serve` runs, \
+             or name the database with --data-dir DIR or --database-url URL",
+            file.display()
+        );
+    }
     let url = config.database_url()?;
     let store = palisade_store::connect(&url)
         .await
@@ -150,29 +173,108 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .with_context(|| format!("migrating database {url}"))?;
 
+    let db = Database {
+        store: store.as_ref(),
+        url: &url,
+    };
     match cli.command {
-        Command::Serve { .. } => serve(&config, store).await,
+        Command::Serve { .. } => serve(&config, store.clone(), &url).await,
         Command::Migrate => {
             eprintln!("Database {url} is up to date.");
             Ok(())
         }
         // Answered above, before any database is opened.
         Command::Scan { .. } => Ok(()),
-        Command::User(UserCommand::Create(args)) => create_user(store.as_ref(), args).await,
+        Command::User(UserCommand::Create(args)) => create_user(&db, args).await,
+        Command::User(UserCommand::SetPassword { username }) => {
+            let user = db.user(&username).await?;
+            let password = read_new_password(&username)?;
+            palisade_server::password::set_password(store.as_ref(), &user, &password)
+                .await
+                .with_context(|| format!("setting the password of {username:?}"))?;
+            eprintln!("Password of {username} set.");
+            Ok(())
+        }
+        Command::User(UserCommand::Deactivate { username }) => {
+            set_active(&db, &username, false).await
+        }
+        Command::User(UserCommand::Activate { username }) => set_active(&db, &username, true).await,
         Command::Token(TokenCommand::Create { username, ttl }) => {
-            let Some(user) = store.user_by_username(&username).await? else {
-                bail!(
-                    "no user named {username:?}; create it with `palisade user create {username}`"
-                );
-            };
+            let user = db.user(&username).await?;
             let token = palisade_server::auth::issue_token(store.as_ref(), &user, ttl).await?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { username }) => {
+            let user = db.user(&username).await?;
+            let revoked = store.revoke_user_tokens(user.id).await?;
+            eprintln!("Revoked {revoked} token(s) of {username}.");
             Ok(())
         }
     }
 }
 
-async fn create_user(store: &dyn Store, args: CreateUser) -> Result<()> {
+/// The database a management command works on, named in its errors so that
+/// a command run against the wrong database says so.
+struct Database<'a> {
+    store: &'a dyn Store,
+    url: &'a palisade_store::DatabaseUrl,
+}
+
+impl Database<'_> {
+    async fn user(&self, username: &str) -> Result<palisade_store::User> {
+        match self.store.user_by_username(username).await? {
+            Some(user) => Ok(user),
+            None => bail!(
+                "no user named {username:?} in the database {}; create it with \
+                 `palisade user create {username}`, or point --data-dir/--database-url at \
+                 the right database",
+                self.url
+            ),
+        }
+    }
+}
+
+async fn set_active(db: &Database<'_>, username: &str, active: bool) -> Result<()> {
+    let user = db.user(username).await?;
+    db.store.set_user_active(user.id, active).await?;
+    eprintln!(
+        "{username} is {}.",
+        if active {
+            "active again"
+        } else {
+            "deactivated: their tokens and logins stop working"
+        }
+    );
+    Ok(())
+}
+
+/// One line from a pipe, or a password typed twice at a terminal.
+fn read_new_password(username: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            bail!("no password on standard input (expected one line)");
+        }
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password(format!("New password for {username}: "))
+        .context("reading the password")?;
+    if first.is_empty() {
+        bail!("the password may not be blank");
+    }
+    let second = rpassword::prompt_password("Again: ").context("reading the password")?;
+    if first != second {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(first)
+}
+
+async fn create_user(db: &Database<'_>, args: CreateUser) -> Result<()> {
     let new = NewUser {
         username: args.username.trim().to_owned(),
         full_name: args.full_name,
@@ -183,21 +285,36 @@ async fn create_user(store: &dyn Store, args: CreateUser) -> Result<()> {
     if new.username.is_empty() {
         bail!("the username may not be blank");
     }
-    match store.create_user(&new).await {
+    match db.store.create_user(&new).await {
         Ok(user) => {
-            eprintln!("Created user {} ({}).", user.username, user.uuid.simple());
+            eprintln!(
+                "Created user {} ({}) in the database {}.",
+                user.username,
+                user.uuid.simple(),
+                db.url
+            );
             Ok(())
         }
-        Err(StoreError::Conflict(_)) => bail!("a user named {:?} already exists", new.username),
+        Err(StoreError::Conflict(_)) => bail!(
+            "a user named {:?} already exists in the database {}",
+            new.username,
+            db.url
+        ),
         Err(err) => Err(err.into()),
     }
 }
 
-/// On an empty database, creates the staff user `admin` and prints its token
-/// once: the only way in on a fresh install.
-async fn bootstrap_admin(config: &Config, store: &dyn Store) -> Result<()> {
+/// What a first start tells its operator, once.
+struct FirstStart {
+    password: String,
+    token: String,
+}
+
+/// On an empty database, creates the staff user `admin` with a random
+/// password and an API token: the only way in on a fresh install.
+async fn bootstrap_admin(store: &dyn Store) -> Result<Option<FirstStart>> {
     if store.count_users().await? > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let admin = store
         .create_user(&NewUser {
@@ -207,34 +324,77 @@ async fn bootstrap_admin(config: &Config, store: &dyn Store) -> Result<()> {
             ..NewUser::default()
         })
         .await?;
+    let password = random_password();
+    palisade_server::password::set_password(store, &admin, &password)
+        .await
+        .context("setting the admin password")?;
     let token = palisade_server::auth::issue_token(store, &admin, None).await?;
-    println!(
-        "\nCreated the staff user \"admin\". Its API token is shown only this once:\n\n    {token}\n\n\
-         Call the API with it, for example:\n\n    \
-         curl -H \"Authorization: Token {token}\" http://{}/api/chat-sessions/current/\n",
-        config.bind
-    );
-    Ok(())
+    Ok(Some(FirstStart { password, token }))
 }
 
-async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    bootstrap_admin(config, store.as_ref()).await?;
+/// 20 characters from an alphabet without look-alikes (no 0/O, 1/l/I):
+/// about 113 bits, easy to type from a terminal.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(ALPHABET[rand::Rng::random_range(&mut rng, 0..ALPHABET.len())]))
+        .collect()
+}
+
+/// The address a person on this machine types into a browser: a wildcard
+/// bind address is reached through loopback.
+fn browser_url(bind: std::net::SocketAddr) -> String {
+    let host = match bind.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}/", bind.port())
+}
+
+fn print_first_start(first: &FirstStart, url: &str) {
+    let FirstStart { password, token } = first;
+    println!(
+        "\nCreated the staff user \"admin\". Its password and API token are shown only this once:\n\n    \
+         password:  {password}\n    \
+         API token: {token}\n\n\
+         Open {url} in your browser and log in as admin with that password.\n\
+         Change it with `palisade user set-password admin`.\n\n\
+         Or call the API with the token, for example:\n\n    \
+         curl -H \"Authorization: Token {token}\" {url}api/chat-sessions/current/\n"
+    );
+}
+
+async fn serve(
+    config: &Config,
+    store: Arc<dyn Store>,
+    url: &palisade_store::DatabaseUrl,
+) -> Result<()> {
+    let first_start = bootstrap_admin(store.as_ref()).await?;
     let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
     let provider = chat_provider(config).await?;
-    let state = AppState::new(
+    let mut state = AppState::new(
         store.clone(),
         Arc::new(guard),
         config.chat_settings(provider),
     );
+    state.login_token_ttl = config.login_token_ttl()?;
+    let address = browser_url(config.bind);
+    // Printed after the model is loaded (its fetch may print a lot), so it
+    // is the last thing on the screen when the server is ready.
+    if let Some(first) = &first_start {
+        print_first_start(first, &address);
+    }
     // Bound last, so that an open port means the server is ready to answer.
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     tracing::info!(
         address = %config.bind,
-        database = store.backend(),
-        "Palisade is listening on http://{}/ (API docs at /api/docs/)",
-        config.bind
+        database = %url,
+        "Palisade is listening: open {address} in a browser (API docs at {address}api/docs/)"
     );
     palisade_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -10,7 +10,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::render::{
-    Detail, DetectionOut, FieldErrors, MessageOut, ScanIn, SessionOut, StreamIn, ThreadOut,
+    Detail, DetectionOut, FieldErrors, LoginIn, MeOut, MessageOut, ScanIn, SessionOut, StreamIn,
+    ThreadOut, TokenOut,
 };
 
 #[derive(OpenApi)]
@@ -26,9 +27,9 @@ use crate::render::{
         super::sessions::list, super::sessions::current, super::sessions::retrieve,
         super::threads::list, super::threads::retrieve, super::threads::archive,
         super::threads::unarchive, super::messages::list, super::stream::stream, super::stream::cancel,
-        super::guard::scan,
+        super::guard::scan, super::login::obtain_token, super::login::logout, super::login::me,
     ),
-    components(schemas(SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn, StreamIn)),
+    components(schemas(LoginIn, TokenOut, MeOut, SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn, StreamIn)),
     modifiers(&TokenAuth),
 )]
 pub struct ApiDoc;

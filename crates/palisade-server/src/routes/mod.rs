@@ -4,10 +4,12 @@
 
 mod docs;
 mod guard;
+mod login;
 mod messages;
 mod sessions;
 mod stream;
 mod threads;
+mod web;
 
 use axum::Json;
 use axum::Router;
@@ -129,9 +131,25 @@ pub fn router(state: AppState) -> Router {
             "/api/guard/scan/",
             endpoint("Guard Scan", "POST, OPTIONS", post(guard::scan)),
         )
+        .route(
+            "/api/users/me/",
+            endpoint("User Me", "GET, HEAD, OPTIONS", get(login::me)),
+        )
+        .route(
+            "/api-auth/logout/",
+            endpoint("Logout", "POST, OPTIONS", post(login::logout)),
+        )
+        // Anyone may try to log in: no authentication before the 405.
+        .route(
+            "/api-auth/password/",
+            post(login::obtain_token).fallback(|method: Method| async move {
+                ApiError::MethodNotAllowed(method.to_string())
+            }),
+        )
         // Retrieve is disabled in the reference: the URL exists, every method is 405.
         .route("/api/chat-messages/{uuid}/", any(method_not_allowed))
         .route("/healthz", get(health))
+        .merge(web::routes())
         .fallback(not_found)
         .with_state(state);
     api.merge(docs::routes())
