@@ -22,6 +22,38 @@ fn palisade(url: &str, args: &[&str]) -> std::process::Output {
         .expect("run palisade")
 }
 
+fn palisade_with_stdin(url: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn palisade");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("palisade output")
+}
+
+/// `POST /api-auth/password/`: the token, or the failing status.
+async fn login(port: u16, username: &str, password: &str) -> Result<String, u16> {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api-auth/password/"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("login request");
+    if response.status() != 200 {
+        return Err(response.status().as_u16());
+    }
+    let body: serde_json::Value = response.json().await.expect("login json");
+    Ok(body["token"].as_str().expect("token").to_owned())
+}
+
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
 
@@ -105,6 +137,22 @@ async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dy
     let token = token_in(&printed).unwrap_or_else(|| panic!("no token in {printed:?}"));
     assert!(printed.contains("admin"), "{printed}");
     assert!(printed.contains(&format!("curl -H \"Authorization: Token {token}\"")));
+    assert!(
+        printed.contains(&format!("Open http://127.0.0.1:{port}/ in your browser")),
+        "{printed}"
+    );
+    // The printed password logs in, as the web app does.
+    let password = printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("password:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no password in {printed:?}"));
+    let login_token = login(port, "admin", password).await;
+    assert_eq!(
+        login_token.as_ref().map(|t| t.len()),
+        Ok(64),
+        "{login_token:?}"
+    );
 
     let response = get(port, &token, "/api/chat-sessions/current/").await;
     assert_eq!(response.status(), 200);
@@ -140,13 +188,41 @@ async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dy
     assert!(alice.is_support && !alice.is_staff);
     assert_eq!(alice.full_name, "Alice A");
 
+    // Passwords, deactivation and revocation from the CLI.
+    let set = palisade_with_stdin(&url, &["user", "set-password", "alice"], "horse battery\n");
+    assert!(set.status.success(), "{set:?}");
+    let alice_login = login(port, "alice", "horse battery")
+        .await
+        .expect("alice logs in");
+    assert_eq!(login(port, "alice", "horse battery\n").await, Err(401));
+    let off = palisade(&url, &["user", "deactivate", "alice"]);
+    assert!(off.status.success(), "{off:?}");
+    assert_eq!(get(port, alice_token, "/api/users/me/").await.status(), 401);
+    assert_eq!(login(port, "alice", "horse battery").await, Err(401));
+    let on = palisade(&url, &["user", "activate", "alice"]);
+    assert!(on.status.success(), "{on:?}");
+    assert_eq!(get(port, alice_token, "/api/users/me/").await.status(), 200);
+    let revoked = palisade(&url, &["token", "revoke", "alice"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("Revoked 2 token(s)"));
+    assert_eq!(get(port, alice_token, "/api/users/me/").await.status(), 401);
+    assert_eq!(
+        get(port, &alice_login, "/api/users/me/").await.status(),
+        401
+    );
+    let empty = palisade_with_stdin(&url, &["user", "set-password", "alice"], "");
+    assert!(!empty.status.success());
+
     // Mistakes are clear errors with a failing exit code.
     let again = palisade(&url, &["user", "create", "alice"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     let nobody = palisade(&url, &["token", "create", "nobody"]);
     assert!(!nobody.status.success());
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named"));
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert!(stderr.contains("no user named"), "{stderr}");
+    let shown = palisade_store::DatabaseUrl::new(url.clone()).to_string();
+    assert!(stderr.contains(&shown), "names the database: {stderr}");
     assert!(nobody.stdout.is_empty());
 
     // Chat through the configured OpenAI-compatible server.
@@ -334,6 +410,42 @@ fn missing_local_model_is_a_clear_error() {
     assert!(stderr.contains("PALISADE_LLM_PROVIDER=openai"), "{stderr}");
     let stderr = run(&[("PALISADE_LLM_MODEL_PATH", "/nonexistent/model.gguf")]);
     assert!(stderr.contains("/nonexistent/model.gguf"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A management command pointed at a folder without a database says so and
+/// creates nothing, instead of working on a new, empty database.
+#[test]
+fn management_commands_need_an_existing_database() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-nodb-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args(["user", "create", "bob"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run user create");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = dir.join("palisade.db");
+    assert!(stderr.contains("there is no database at"), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(!file.exists(), "nothing was created");
+    // `migrate` is how a database is made without serving.
+    let migrated = Command::new(BIN)
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run migrate");
+    assert!(migrated.status.success(), "{migrated:?}");
+    let created = Command::new(BIN)
+        .args(["user", "create", "bob"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run user create");
+    assert!(created.status.success(), "{created:?}");
+    assert!(String::from_utf8_lossy(&created.stderr).contains(&file.display().to_string()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
