@@ -74,6 +74,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let generations = state.generations.clone();
+    let _sweeper = stream::recovery::Sweeper::spawn(state.store.clone(), state.chat.lease_ttl);
     // Connection info gives the login lockout the client's address.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service)

@@ -43,27 +43,103 @@ pub const TITLE_MAX_TOKENS: u32 = 48;
 /// The longest title stored (the `name` column's limit).
 pub const TITLE_MAX_CHARS: usize = 150;
 
-/// The messages of a thread the LLM may see: active rows only, without
-/// injection-flagged rows of medium severity or above (they would replay the
-/// attack), the newest `limit` of them in chronological order. A `limit` of 0
-/// or less disables history.
+/// Which part of a thread a new answer builds on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// A new message: everything so far is history.
+    Next,
+    /// Edit of the message with this id: it and what came after it are
+    /// being replaced, so history is what came before it.
+    Edit { message_id: i64 },
+    /// Reload: the last answer is being replaced; the last user message is
+    /// asked again.
+    Reload,
+}
+
+/// The thread as the model should see it before the new answer: the
+/// earlier messages, and for reload the question asked again. Messages that
+/// the new answer replaces never reach the model.
 ///
-/// `thread_messages` are the thread's active messages in sequence order (the
-/// store's default message list).
+/// `thread_messages` are the thread's active messages in sequence order.
+pub fn earlier_messages(thread_messages: &[Message], turn: Turn) -> (&[Message], Option<&Message>) {
+    match turn {
+        Turn::Next => (thread_messages, None),
+        Turn::Edit { message_id } => {
+            let cut = thread_messages
+                .iter()
+                .position(|m| m.id == message_id)
+                .unwrap_or(thread_messages.len());
+            (&thread_messages[..cut], None)
+        }
+        Turn::Reload => match thread_messages.iter().rposition(|m| m.role == Role::User) {
+            Some(at) => (&thread_messages[..at], Some(&thread_messages[at])),
+            None => (thread_messages, None),
+        },
+    }
+}
+
+/// Whether a user message was flagged as an injection of medium severity or
+/// more: replaying it would replay the attack.
+fn is_withheld(message: &Message) -> bool {
+    let d = &message.detection;
+    message.role == Role::User
+        && d.severity >= Severity::Medium
+        && !d.injection_categories.is_empty()
+}
+
+/// The messages of a thread the LLM may see, the newest `limit` of them in
+/// chronological order (a `limit` of 0 or less disables history):
+/// - an exchange whose question was flagged as an injection of medium
+///   severity or more is left out whole, question and answer (the answer
+///   alone would be a reply to nothing);
+/// - empty answers (a failed or interrupted generation) are left out;
+/// - the history starts with a user message, as chat templates expect.
+///
+/// Consecutive messages of one role can remain (a question whose answer was
+/// left out); [`answer_request`] merges them into one turn.
 pub fn history(thread_messages: &[Message], limit: i64) -> Vec<&Message> {
     let Ok(limit) = usize::try_from(limit) else {
         return Vec::new();
     };
-    let usable: Vec<&Message> = thread_messages
-        .iter()
-        .filter(|m| {
-            // Kept unless flagged as an injection of medium severity or more.
-            let d = &m.detection;
-            d.severity < Severity::Medium || d.injection_categories.is_empty()
-        })
-        .collect();
-    let skip = usable.len().saturating_sub(limit);
-    usable.into_iter().skip(skip).collect()
+    let mut usable = Vec::with_capacity(thread_messages.len());
+    let mut withheld_exchange = false;
+    for message in thread_messages {
+        match message.role {
+            Role::User => {
+                withheld_exchange = is_withheld(message);
+                if !withheld_exchange {
+                    usable.push(message);
+                }
+            }
+            Role::Assistant => {
+                if !withheld_exchange && !message.content.trim().is_empty() {
+                    usable.push(message);
+                }
+            }
+        }
+    }
+    let mut kept = &usable[usable.len().saturating_sub(limit)..];
+    while kept.first().is_some_and(|m| m.role == Role::Assistant) {
+        kept = &kept[1..];
+    }
+    kept.to_vec()
+}
+
+/// Chat turns with strictly alternating roles: consecutive messages of one
+/// role become one turn (chat templates that require alternation reject
+/// anything else).
+fn alternating(turns: impl IntoIterator<Item = ChatMessage>) -> Vec<ChatMessage> {
+    let mut merged: Vec<ChatMessage> = Vec::new();
+    for turn in turns {
+        match merged.last_mut() {
+            Some(last) if last.role == turn.role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&turn.content);
+            }
+            _ => merged.push(turn),
+        }
+    }
+    merged
 }
 
 fn to_chat(message: &Message) -> ChatMessage {
@@ -78,8 +154,12 @@ fn to_chat(message: &Message) -> ChatMessage {
 pub fn answer_request(system_prompt: &str, history: &[&Message], current: &str) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.push(ChatMessage::system(system_prompt.to_owned()));
-    messages.extend(history.iter().map(|m| to_chat(m)));
-    messages.push(ChatMessage::user(current.to_owned()));
+    messages.extend(alternating(
+        history
+            .iter()
+            .map(|m| to_chat(m))
+            .chain([ChatMessage::user(current.to_owned())]),
+    ));
     ChatRequest::new(messages)
 }
 
@@ -88,7 +168,7 @@ pub fn answer_request(system_prompt: &str, history: &[&Message], current: &str) 
 pub fn rejection_request(history: &[&Message]) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() + 1);
     messages.push(ChatMessage::system(REJECTION_INSTRUCTION.to_owned()));
-    messages.extend(history.iter().map(|m| to_chat(m)));
+    messages.extend(alternating(history.iter().map(|m| to_chat(m))));
     ChatRequest::new(messages)
 }
 
@@ -138,6 +218,7 @@ mod tests {
             created: palisade_store::now(),
             input_tokens: 0,
             output_tokens: 0,
+            is_generating: false,
             detection,
         }
     }
@@ -213,13 +294,108 @@ mod tests {
         ];
         assert_eq!(
             contents(&history(&messages, 20)),
+            ["h4ck", "[pii_iban_estonian_REDACTED]", "failsafe"],
+            "the attack and its refusal are left out together"
+        );
+    }
+
+    #[test]
+    fn empty_answers_and_leading_answers_are_left_out() {
+        let none = Detection::default;
+        let messages = vec![
+            message(Role::User, 1, "q1", none()),
+            message(Role::Assistant, 2, "a1", none()),
+            message(Role::User, 3, "q2", none()),
+            message(Role::Assistant, 4, "", none()),
+            message(Role::User, 5, "q3", none()),
+            message(Role::Assistant, 6, "a3", none()),
+        ];
+        assert_eq!(
+            contents(&history(&messages, 20)),
+            ["q1", "a1", "q2", "q3", "a3"]
+        );
+        // The newest 4 would start with an answer: it is dropped.
+        assert_eq!(contents(&history(&messages, 4)), ["q2", "q3", "a3"]);
+        // Roles alternate in the request: the unanswered question is merged
+        // with the next one.
+        let request = answer_request("sys", &history(&messages, 20), "q4");
+        let turns: Vec<(ChatRole, &str)> = request
+            .messages
+            .iter()
+            .map(|m| (m.role, m.content.as_str()))
+            .collect();
+        assert_eq!(
+            turns,
             [
-                "refusal",
-                "h4ck",
-                "[pii_iban_estonian_REDACTED]",
-                "failsafe"
+                (ChatRole::System, "sys"),
+                (ChatRole::User, "q1"),
+                (ChatRole::Assistant, "a1"),
+                (ChatRole::User, "q2\n\nq3"),
+                (ChatRole::Assistant, "a3"),
+                (ChatRole::User, "q4"),
             ]
         );
+    }
+
+    #[test]
+    fn a_blocked_exchange_leaves_no_two_answers_in_a_row() {
+        let messages = vec![
+            message(Role::User, 1, "hello", Detection::default()),
+            message(Role::Assistant, 2, "hi", Detection::default()),
+            message(
+                Role::User,
+                3,
+                "ignore all",
+                flagged(Severity::Critical, &["instruction_override"], &[]),
+            ),
+            message(
+                Role::Assistant,
+                4,
+                "I'm sorry, I can't help",
+                Detection::default(),
+            ),
+        ];
+        let request = answer_request("sys", &history(&messages, 20), "next");
+        let roles: Vec<ChatRole> = request.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                ChatRole::System,
+                ChatRole::User,
+                ChatRole::Assistant,
+                ChatRole::User
+            ]
+        );
+    }
+
+    #[test]
+    fn replaced_messages_never_reach_the_model() {
+        let messages = conversation(3); // m1..m6, ids = indexes
+        let (earlier, question) = earlier_messages(&messages, Turn::Next);
+        assert_eq!((earlier.len(), question.is_none()), (6, true));
+        // Editing m5 (the last question) replaces m5 and its answer m6.
+        let (earlier, question) = earlier_messages(&messages, Turn::Edit { message_id: 5 });
+        assert_eq!(
+            earlier
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>(),
+            ["m1", "m2", "m3", "m4"]
+        );
+        assert!(question.is_none());
+        // Reload replaces m6 and asks m5 again.
+        let (earlier, question) = earlier_messages(&messages, Turn::Reload);
+        assert_eq!(earlier.len(), 4);
+        assert_eq!(question.map(|m| m.content.as_str()), Some("m5"));
+        // Reload of an interrupted answer (a question without one) asks it again.
+        let (earlier, question) = earlier_messages(&messages[..5], Turn::Reload);
+        assert_eq!(
+            (earlier.len(), question.map(|m| m.content.as_str())),
+            (4, Some("m5"))
+        );
+        // Reload on a thread without questions has nothing to ask again.
+        let (earlier, question) = earlier_messages(&[], Turn::Reload);
+        assert!(earlier.is_empty() && question.is_none());
     }
 
     #[test]

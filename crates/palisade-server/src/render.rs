@@ -117,6 +117,9 @@ pub struct MessageOut {
     pub created: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub detection: Option<DetectionOut>,
+    /// Palisade's addition to the reference's shape: `true` while the
+    /// answer is being generated (its `content` is the part so far).
+    pub is_generating: bool,
 }
 
 impl MessageOut {
@@ -136,6 +139,7 @@ impl MessageOut {
                 pii_categories: m.detection.pii_categories.clone(),
                 action_taken: m.detection.action_taken.as_str().to_owned(),
             }),
+            is_generating: m.is_generating,
         }
     }
 }

@@ -181,7 +181,8 @@ mod tests {
             "/api/nothing-here/",
             "/api/chat-threads/a/b/c/",
             "/api/chat/stream/extra/",
-            "/",
+            "/no-such-page",
+            "/assets/missing.js",
         ] {
             let response = server.get(&alice, path).await;
             assert!(

@@ -4,6 +4,21 @@
 mod common;
 
 mod tests {
+    /// The reference's fields a regular user sees, then Palisade's
+    /// `is_generating`.
+    fn regular_fields() -> Vec<&'static str> {
+        let mut fields = MESSAGE_FIELDS[..7].to_vec();
+        fields.push("is_generating");
+        fields
+    }
+
+    /// Staff and support also see the detection fields.
+    fn staff_fields() -> Vec<&'static str> {
+        let mut fields = MESSAGE_FIELDS.to_vec();
+        fields.push("is_generating");
+        fields
+    }
+
     use palisade_store::{Action, NewMessage, Role, Severity, StoreError};
     use reqwest::Method;
     use serde_json::{Value, json};
@@ -53,7 +68,8 @@ mod tests {
         assert_eq!(body.as_array().unwrap().len(), 2);
     }
 
-    /// The message object for a regular user: seven fields, in order.
+    /// The message object for a regular user: the reference's seven fields,
+    /// in order, then Palisade's `is_generating`.
     pub async fn message_shape_for_regular_users(server: TestServer) {
         let alice = server.user("alice").await;
         let thread = server.thread(&alice, "chat").await;
@@ -76,6 +92,7 @@ mod tests {
                     "sequence_index": 1,
                     "replaces": null,
                     "created": body[0]["created"],
+                    "is_generating": false,
                 },
                 {
                     "uuid": hex(&answer.uuid),
@@ -85,11 +102,12 @@ mod tests {
                     "sequence_index": 2,
                     "replaces": null,
                     "created": body[1]["created"],
+                    "is_generating": false,
                 },
             ])
         );
         for message in body.as_array().unwrap() {
-            assert_eq!(keys(message), MESSAGE_FIELDS[..7]);
+            assert_eq!(keys(message), regular_fields());
             assert_hex_uuid(&message["uuid"]);
             assert_hex_uuid(&message["thread"]);
             assert_timestamp(&message["created"]);
@@ -114,7 +132,7 @@ mod tests {
             let body: Value = response.json().await.unwrap();
             let list = body.as_array().unwrap();
             assert_eq!(list.len(), 24, "{query}");
-            assert_eq!(keys(&list[0]), MESSAGE_FIELDS[..7]);
+            assert_eq!(keys(&list[0]), regular_fields());
             let indexes: Vec<i64> = list
                 .iter()
                 .map(|m| m["sequence_index"].as_i64().unwrap())
@@ -315,7 +333,7 @@ mod tests {
             .await;
         assert_eq!(body.as_array().unwrap().len(), 1);
         assert_eq!(body[0]["uuid"], hex(&question.uuid));
-        assert_eq!(keys(&body[0]), MESSAGE_FIELDS[..7]);
+        assert_eq!(keys(&body[0]), regular_fields());
         let body = server
             .get_json(&alice, "/api/chat-messages/?is_flagged=False")
             .await;
@@ -332,7 +350,7 @@ mod tests {
 
         let body = server.get_json(&alice, &path).await;
         for message in body.as_array().unwrap() {
-            assert_eq!(keys(message), MESSAGE_FIELDS[..7]);
+            assert_eq!(keys(message), regular_fields());
             for hidden in &MESSAGE_FIELDS[7..] {
                 assert!(message.get(*hidden).is_none(), "{hidden}");
             }
@@ -342,7 +360,7 @@ mod tests {
             let body = server.get_json(viewer, &path).await;
             assert_eq!(body.as_array().unwrap().len(), 4);
             for message in body.as_array().unwrap() {
-                assert_eq!(keys(message), MESSAGE_FIELDS);
+                assert_eq!(keys(message), staff_fields());
             }
             assert_eq!(
                 body[0],
@@ -359,6 +377,7 @@ mod tests {
                     "injection_categories": ["jailbreak", "jailbreak"],
                     "pii_categories": ["pii_email"],
                     "action_taken": "block",
+                    "is_generating": false,
                 })
             );
             // An unflagged answer carries the defaults.

@@ -36,17 +36,30 @@ fn stalled_answer(first: &str) -> FakeResponse {
     FakeResponse::Stream(vec![role_chunk(), content_chunk(first), FakeStep::Hang])
 }
 
-/// Waits until the thread has an assistant message (the generation runs on
-/// after the client left), failing after a generous deadline.
+/// The thread's answer once its generation has finished (it runs on after
+/// the client left), failing after a generous deadline.
 async fn wait_for_answer(chat: &ChatServer, thread: Uuid) -> Message {
-    for _ in 0..200 {
+    wait_for_row(chat, thread, |m| !m.is_generating).await
+}
+
+/// The thread's answer row once `ready` holds for it (it exists from the
+/// moment the generation starts and grows as the model writes).
+async fn wait_for_row(
+    chat: &ChatServer,
+    thread: Uuid,
+    ready: impl Fn(&Message) -> bool,
+) -> Message {
+    for _ in 0..400 {
         let messages = chat.active_messages(thread).await;
-        if let Some(answer) = messages.into_iter().find(|m| m.role == Role::Assistant) {
+        if let Some(answer) = messages
+            .into_iter()
+            .find(|m| m.role == Role::Assistant && ready(m))
+        {
             return answer;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("no answer was stored");
+    panic!("no such answer was stored");
 }
 
 /// Reads the first line of a streaming response (the thread line).
@@ -213,6 +226,9 @@ async fn cancel_keeps_the_partial_answer(store: Arc<dyn Store>) {
         )
         .await;
     let (response, _) = first_line(response).await;
+    // The answer so far is saved while the model stalls.
+    let partial = wait_for_row(&chat, thread.uuid, |m| m.content == "A partial answer").await;
+    assert!(partial.is_generating);
     let cancel = chat.post(&alice, &path).await;
     assert_eq!(cancel.status(), 204);
     // The fake's idle timeout is 2 s: an `e` line would mean the cancel
@@ -378,12 +394,14 @@ async fn lines_are_streamed_as_they_come(store: Arc<dyn Store>) {
     let mut body = response.bytes_stream();
     let mut seen = String::new();
     // The markdown line for the first 60 characters arrives while the
-    // model is still pausing: the stored answer does not exist yet.
+    // model is still pausing: the answer's row is still generating.
     while !seen.contains(&long) {
         let chunk = body.next().await.expect("more body").expect("chunk");
         seen.push_str(std::str::from_utf8(&chunk).unwrap());
     }
-    assert_eq!(chat.active_messages(thread.uuid).await.len(), 1);
+    let messages = chat.active_messages(thread.uuid).await;
+    assert_eq!(messages.len(), 2);
+    assert!(messages[1].is_generating, "{:?}", messages[1]);
     while let Some(chunk) = body.next().await {
         seen.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }

@@ -11,7 +11,7 @@ use common::chat::{ChatServer, Streamed, call_messages};
 use palisade_llm::Usage;
 use palisade_llm::testing::{FakeResponse, FakeStep, content_chunk, role_chunk, usage_chunk};
 use palisade_store::{Role, Store};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use common::hex;
 
@@ -413,6 +413,78 @@ async fn prompt_shape(store: Arc<dyn Store>) {
     assert_eq!(active[6].content, "q4", "the trimmed raw input is stored");
 }
 
+/// Edit and reload never send the messages they replace: an edit's prompt
+/// ends with the new question after the history before the old one; a
+/// reload asks the stored question again (not its request's `input` as an
+/// extra turn). An empty answer (a failed call) never becomes a turn.
+async fn replaced_messages_are_not_in_the_prompt(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store, |s| s.system_prompt = "sys".into()).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let t = hex(&thread.uuid);
+    chat.answer("a1");
+    chat.stream(&alice, &json!({"input": "q1", "thread_uuid": t}))
+        .await;
+    chat.answer("a2");
+    chat.stream(&alice, &json!({"input": "q2", "thread_uuid": t}))
+        .await;
+    let turns = |call: &Value| -> Vec<String> {
+        call_messages(call)
+            .into_iter()
+            .map(|(role, content)| format!("{role}:{content}"))
+            .collect()
+    };
+
+    chat.answer("a2 again");
+    chat.stream(
+        &alice,
+        &json!({"input": "whatever the client sends", "thread_uuid": t, "mode": "reload"}),
+    )
+    .await;
+    let calls = chat.answer_calls();
+    assert_eq!(
+        turns(calls.last().unwrap()),
+        ["system:sys", "user:q1", "assistant:a1", "user:q2"]
+    );
+
+    let q2 = chat.active_messages(thread.uuid).await[2].clone();
+    chat.answer("a2 edited");
+    chat.stream(
+        &alice,
+        &json!({"input": "q2 edited", "thread_uuid": t, "mode": "edit", "edit_message_uuid": hex(&q2.uuid)}),
+    )
+    .await;
+    let calls = chat.answer_calls();
+    assert_eq!(
+        turns(calls.last().unwrap()),
+        ["system:sys", "user:q1", "assistant:a1", "user:q2 edited"]
+    );
+
+    // A failed answer is stored empty; the next prompt has no empty
+    // assistant turn and its roles still alternate.
+    chat.llm.push(FakeResponse::Status {
+        status: 500,
+        body: "{}".into(),
+    });
+    chat.stream(&alice, &json!({"input": "q3", "thread_uuid": t}))
+        .await;
+    chat.answer("a4");
+    chat.stream(&alice, &json!({"input": "q4", "thread_uuid": t}))
+        .await;
+    let calls = chat.answer_calls();
+    assert_eq!(
+        turns(calls.last().unwrap()),
+        [
+            "system:sys",
+            "user:q1",
+            "assistant:a1",
+            "user:q2 edited",
+            "assistant:a2 edited",
+            "user:q3\n\nq4"
+        ]
+    );
+}
+
 /// With history disabled only the system prompt and the message are sent.
 async fn history_limit_zero(store: Arc<dyn Store>) {
     let chat = ChatServer::start_with(store, |s| s.history_limit = 0).await;
@@ -439,4 +511,5 @@ palisade_store::test_on_both_backends!(
     titles_and_usage,
     prompt_shape,
     history_limit_zero,
+    replaced_messages_are_not_in_the_prompt,
 );

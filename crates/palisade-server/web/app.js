@@ -1152,6 +1152,16 @@
     if (!state.shell) return;
     const nav = state.shell.threadNav;
     const sb = state.sidebar;
+    // Polls (titles) refresh often: rebuild only when something visible changed,
+    // so hover, focus and element references survive.
+    const now = new Date();
+    const signature = JSON.stringify([sb.error, sb.query, sb.threads.map((t) => [
+      t.uuid, t.name, t.is_archived, dayGroup(t.modified, now)])]);
+    if (signature === sb.rendered && nav.childElementCount) {
+      highlightCurrentThread();
+      return;
+    }
+    sb.rendered = signature;
     const focusedUuid = document.activeElement && nav.contains(document.activeElement)
       ? document.activeElement.closest('[data-thread]')?.dataset.thread : null;
     const focusedIsArchiveButton = Boolean(document.activeElement?.classList.contains('thread-archive'));
@@ -1164,7 +1174,6 @@
       nav.append(h('p', { class: 'sidebar-note' }, sb.query ? 'No chats match your search.' : 'No chats yet.'));
       return;
     }
-    const now = new Date();
     let currentGroup = null;
     let list = null;
     for (const thread of sb.threads) {
@@ -1532,6 +1541,7 @@
     } else {
       const content = h('div', { class: 'markdown' });
       msg.answer = Answer.fromStored(content, msg.content || '');
+      if (!msg.pending && !msg.content) content.append(h('p', { class: 'muted-note' }, 'This answer was interrupted before any text was written.'));
       article.append(
         h('div', { class: 'avatar', 'aria-hidden': 'true' }, h('img', { src: '/assets/icon.svg', alt: '', width: '28', height: '28' })),
         h('div', { class: 'assistant-body' }, content));
@@ -1557,12 +1567,13 @@
       msg.el.classList.toggle('is-being-edited', chat.editing === msg);
       msg.actions.replaceChildren();
       if (msg.pending) continue;
+      const hasText = msg.role === 'assistant' ? Boolean(msg.answer && !msg.answer.isEmpty()) : Boolean(msg.content);
       const copy = iconButton('copy', 'Copy text', async () => {
         const ok = await copyText(msg.role === 'assistant' && msg.answer ? msg.answer.source() : msg.content || '');
         copy.replaceChildren(icon(ok ? 'check' : 'alert'));
         setTimeout(() => copy.replaceChildren(icon('copy')), 1500);
       });
-      msg.actions.append(copy);
+      if (hasText) msg.actions.append(copy);
       if (busy || msg.replaced) continue;
       if (msg.role === 'assistant' && msg === last && !msg.error && lastUser && chat.threadUuid) {
         msg.actions.append(iconButton('refresh', 'Regenerate', () => regenerate()));
@@ -2047,11 +2058,11 @@
       const open = h('button', { type: 'button', class: 'link-button' }, thread.name || 'Untitled');
       const row = h('tr', { class: 'clickable-row', 'data-thread': uuid },
         h('td', { class: 'cell-name' }, open),
-        h('td', null, h('span', { class: 'owner' }, thread.user_username),
-          thread.user_full_name ? h('span', { class: 'owner-full' }, thread.user_full_name) : null),
+        // Username only: the full name is in the tooltip and the detail header.
+        h('td', { class: 'cell-owner', title: thread.user_full_name || null }, thread.user_username),
         h('td', null, severityBadge(thread.max_severity)),
-        h('td', { class: 'cell-num' }, String(thread.message_count)),
-        h('td', { class: 'cell-date' }, h('time', { datetime: thread.modified }, formatDateTime(thread.modified))));
+        h('td', { class: 'cell-num hide-narrow' }, String(thread.message_count)),
+        h('td', { class: 'cell-date hide-narrow' }, h('time', { datetime: thread.modified }, formatDateTime(thread.modified))));
       if (moderation.selected === uuid) row.setAttribute('aria-current', 'true');
       row.addEventListener('click', () => openModeratedThread(thread));
       return row;
@@ -2059,7 +2070,8 @@
     const table = h('table', { class: 'data-table' },
       h('thead', null, h('tr', null,
         h('th', { scope: 'col' }, 'Thread'), h('th', { scope: 'col' }, 'Owner'), h('th', { scope: 'col' }, 'Severity'),
-        h('th', { scope: 'col', class: 'cell-num' }, 'Messages'), h('th', { scope: 'col' }, 'Last activity'))),
+        h('th', { scope: 'col', class: 'cell-num hide-narrow' }, 'Messages'),
+        h('th', { scope: 'col', class: 'hide-narrow' }, 'Last activity'))),
       h('tbody', null, rows));
     tableArea.replaceChildren(h('div', { class: 'table-scroll' }, table));
   }
@@ -2078,8 +2090,8 @@
       moderation.selected = null;
       renderFlaggedTable();
     });
-    const header = h('div', { class: 'card-header' },
-      h('div', null,
+    const header = h('div', { class: 'card-header card-header-tight' },
+      h('div', { class: 'card-header-main' },
         h('h2', { class: 'card-title' }, thread.name || 'Untitled'),
         h('p', { class: 'card-subtitle' }, `${thread.user_username}${thread.user_full_name ? ` (${thread.user_full_name})` : ''} · `,
           severityBadge(thread.max_severity), ` · ${thread.message_count} messages`)),
@@ -2110,7 +2122,8 @@
 
   function moderatedMessage(m, isReplaced) {
     const flagged = m.is_flagged;
-    return h('li', { class: `mod-message${flagged ? ' is-flagged' : ''}${isReplaced ? ' is-replaced' : ''}` },
+    const level = String(m.severity || 'none').toLowerCase();
+    return h('li', { class: `mod-message sev-${level}${flagged ? ' is-flagged' : ''}${isReplaced ? ' is-replaced' : ''}` },
       h('div', { class: 'mod-message-head' },
         h('span', { class: `role-label role-${m.role}` }, m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : m.role),
         m.severity !== undefined ? severityBadge(m.severity) : null,
@@ -2157,8 +2170,28 @@
     };
   }
 
-  /** `text` with spans wrapped in <mark>; overlapping spans are merged per piece. */
-  function highlightSpans(text, spans) {
+  /** Overlapping spans of one kind become one span (nested matches, one mark). */
+  function unionByKind(spans) {
+    const merged = [];
+    for (const kind of new Set(spans.map((s) => s.kind))) {
+      const sorted = spans.filter((s) => s.kind === kind).sort((a, b) => a.start - b.start || b.end - a.end);
+      let current = null;
+      for (const s of sorted) {
+        if (current && s.start < current.end) {
+          current.end = Math.max(current.end, s.end);
+          if (!current.labels.includes(s.label)) current.labels.push(s.label);
+        } else {
+          current = { kind, start: s.start, end: s.end, labels: [s.label] };
+          merged.push(current);
+        }
+      }
+    }
+    return merged.map((s, i) => ({ id: `u${i}`, kind: s.kind, start: s.start, end: s.end, label: s.labels.join(', ') }));
+  }
+
+  /** `text` with spans wrapped in <mark>; where kinds overlap, the piece is marked as both. */
+  function highlightSpans(text, rawSpans) {
+    const spans = unionByKind(rawSpans);
     const fragment = document.createDocumentFragment();
     const points = new Set([0, text.length]);
     for (const s of spans) { points.add(s.start); points.add(s.end); }
@@ -2232,6 +2265,8 @@
     const detections = Array.isArray(pii.detections) ? pii.detections : [];
     const spans = [];
     patterns.forEach((p, i) => {
+      // The learned classifier judges the whole text (no matched_text): not a span to mark.
+      if (!p.matched_text) return;
       const start = toIndex(Number(p.start) || 0);
       const end = toIndex(Number(p.end) || 0);
       if (end > start) spans.push({ id: `i${i}`, start, end, kind: 'injection', label: `Injection: ${p.category}` });
@@ -2267,7 +2302,8 @@
           h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Category'), h('th', { scope: 'col' }, 'Matched text'),
             h('th', { scope: 'col', class: 'cell-num' }, 'Weight'), h('th', { scope: 'col' }, 'Matched in'))),
           h('tbody', null, patterns.map((p) => h('tr', null,
-            h('td', null, h('code', { class: 'tag' }, p.category)), h('td', { class: 'cell-text' }, p.matched_text),
+            h('td', null, h('code', { class: 'tag' }, p.category)),
+            h('td', { class: 'cell-text' }, p.matched_text || h('span', { class: 'muted' }, '(whole text)')),
             h('td', { class: 'cell-num' }, fmt(p.weight)), h('td', null, p.matched_in)))))));
     }
     if (detections.length) {

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// An edit the reference refuses (section 3.2, step 9).
     #[error("edit rejected: {0}")]
     EditRejected(EditRejection),
+    /// A generation's lease no longer holds its thread (it expired, or
+    /// another generation took the thread over): it may write nothing more.
+    #[error("the generation lease was lost")]
+    LeaseLost,
     /// A row holds a value this version cannot read.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod model;
+mod placement;
 mod postgres;
 mod quota;
 mod rows;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use error::{EditRejection, Result, StoreError};
 pub use model::*;
+pub use placement::{Plan, Slot, ThreadState, place_answer};
 pub use postgres::PostgresStore;
 pub use quota::{QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, TokenQuota};
 pub use sqlite::SqliteStore;
@@ -157,9 +159,29 @@ pub trait Store: Send + Sync + 'static {
         target: Uuid,
         content: &str,
     ) -> Result<Message>;
-    /// Writes an assistant answer where the mode puts it and bumps the
-    /// thread's `modified`, in one transaction.
+    /// Writes an assistant answer where the mode puts it (see
+    /// [`placement`]) and bumps the thread's `modified`, in one transaction.
     async fn append_answer(&self, thread_id: i64, to: &AnswerTo, content: &str) -> Result<Answer>;
+    /// Starts an answer: an empty assistant message where the mode puts it,
+    /// marked as generating under `lease`, written only while `lease` holds
+    /// the thread (by the database's clock); [`StoreError::LeaseLost`]
+    /// otherwise.
+    async fn begin_answer(&self, thread_id: i64, to: &AnswerTo, lease: Uuid) -> Result<Answer>;
+    /// Saves an answer begun with [`Store::begin_answer`]; with `done` it
+    /// stops being "generating" and the thread's `modified` is bumped.
+    /// Written only while `lease` holds the thread: `false`, and nothing
+    /// written, when it does not.
+    async fn save_answer(
+        &self,
+        message_id: i64,
+        lease: Uuid,
+        progress: &AnswerProgress<'_>,
+    ) -> Result<bool>;
+    /// Marks answers whose generation no longer holds its thread (its node
+    /// died, or could not save the end) as interrupted — content kept, no
+    /// longer generating — and adds their output tokens to the owner's
+    /// usage. One thread, or all with `None`. Returns how many.
+    async fn recover_interrupted_answers(&self, thread_id: Option<i64>) -> Result<u64>;
     /// Records a guard verdict on a message; when it is flagged, recomputes
     /// the thread's `flags` summary from all its flagged rows.
     async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;

@@ -177,6 +177,8 @@ pub struct Message {
     /// What the answer cost upstream (assistant messages; 0 otherwise).
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// An answer whose generation is still running (its content is partial).
+    pub is_generating: bool,
     pub detection: Detection,
 }
 
@@ -223,6 +225,17 @@ pub enum AnswerTo {
     /// Reload mode: replaces the thread's last active assistant message, or,
     /// if there is none, follows a new user message holding `input`.
     Reload { input: String },
+}
+
+/// An answer in progress, as [`Store::save_answer`](crate::Store::save_answer) writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerProgress<'a> {
+    /// The answer so far (all of it when `done`).
+    pub content: &'a str,
+    /// Tokens the model produced so far (an estimate until the end).
+    pub output_tokens: i64,
+    /// The generation ended: the row stops being "generating".
+    pub done: bool,
 }
 
 /// What `append_answer` wrote.

@@ -216,6 +216,7 @@ pub(crate) struct MessageRow {
     action_taken: String,
     input_tokens: i64,
     output_tokens: i64,
+    is_generating: bool,
 }
 
 impl MessageRow {
@@ -237,6 +238,7 @@ impl MessageRow {
             created: from_micros(self.created),
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
+            is_generating: self.is_generating,
             detection: Detection {
                 is_flagged: self.is_flagged,
                 severity: parse_enum(T, &self.severity)?,

@@ -43,7 +43,7 @@ const MESSAGE_COUNT: &str =
 pub(crate) const MESSAGE_SELECT: &str = "SELECT m.id, m.uuid, m.thread_id, t.uuid AS thread_uuid, \
      m.role, m.content, m.sequence_index, r.uuid AS replaces_uuid, m.created, m.is_flagged, \
      m.severity, m.injection_categories, m.pii_categories, m.action_taken, m.input_tokens, \
-     m.output_tokens \
+     m.output_tokens, m.generating_lease IS NOT NULL AS is_generating \
      FROM messages m JOIN threads t ON t.id = m.thread_id \
      JOIN chat_sessions s ON s.id = t.session_id \
      LEFT JOIN messages r ON r.id = m.replaces_id";
@@ -52,6 +52,12 @@ pub(crate) const AUDIT_COLUMNS: &str =
     "id, uuid, event_type, message, actor_id, target_id, context, created";
 
 /// `now` plus `ttl`, in stored microseconds, saturating instead of overflowing.
+/// A duration in the stored unit (microseconds).
+pub(crate) fn micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[allow(dead_code)]
 pub(crate) fn expiry(now: i64, ttl: std::time::Duration) -> i64 {
     now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX))
 }

@@ -15,7 +15,8 @@ macro_rules! sql_store {
         name = $name:literal,
         migrator = $migrator:expr,
         dialect = $dialect:expr,
-        row_lock = $row_lock:literal $(,)?
+        row_lock = $row_lock:literal,
+        db_now = $db_now:literal $(,)?
     ) => {
         /// Steps shared by the message-writing operations, each inside the
         /// caller's write transaction.
@@ -157,6 +158,108 @@ macro_rules! sql_store {
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
+            }
+
+            /// Whether `lease` holds the thread now, by the database's clock.
+            async fn holds_lease(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+                lease: &str,
+            ) -> $crate::Result<bool> {
+                let held: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT id FROM threads WHERE id = $1 AND generation_lease = $2 \
+                     AND generation_lease_expires > ",
+                    $db_now
+                ))
+                .bind(thread_id)
+                .bind(lease)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(held.is_some())
+            }
+
+            /// Reads the thread's state, asks [`place_answer`] where the
+            /// answer goes, and writes it (and, for a reload of an empty
+            /// thread, the question): the user message id and the answer's.
+            ///
+            /// [`place_answer`]: $crate::placement::place_answer
+            async fn place_answer(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+                to: &$crate::AnswerTo,
+                content: &str,
+                generating: Option<&str>,
+            ) -> $crate::Result<(Option<i64>, i64)> {
+                use $crate::placement::{Slot, ThreadState};
+                let slot = |found: Option<(i64, i64)>| found.map(|(id, index)| Slot { id, index });
+                let question = match to {
+                    $crate::AnswerTo::Message { user_message_id }
+                    | $crate::AnswerTo::Edit { user_message_id } => Some(Slot {
+                        id: *user_message_id,
+                        index: Self::index_of(tx, thread_id, *user_message_id).await?,
+                    }),
+                    $crate::AnswerTo::Reload { .. } => None,
+                };
+                let state = ThreadState {
+                    question,
+                    last_question: slot(Self::last_active(tx, thread_id, $crate::Role::User).await?),
+                    last_answer: slot(Self::last_active(tx, thread_id, $crate::Role::Assistant).await?),
+                    next_index: Self::next_index(tx, thread_id).await?,
+                };
+                let plan = $crate::placement::place_answer(to, &state)
+                    .ok_or($crate::StoreError::NotFound("message"))?;
+                let mut user_id = plan.question_id;
+                if let (Some(index), $crate::AnswerTo::Reload { input }) = (plan.new_question_at, to) {
+                    let question = $crate::NewMessage {
+                        role: $crate::Role::User,
+                        content: input.clone(),
+                        sequence_index: index,
+                        replaces: None,
+                    };
+                    user_id = Some(Self::insert_row(tx, thread_id, &question).await?);
+                }
+                let answer = $crate::NewMessage {
+                    role: $crate::Role::Assistant,
+                    content: content.to_owned(),
+                    sequence_index: plan.index,
+                    replaces: plan.replaces,
+                };
+                let answer_id = Self::insert_row(tx, thread_id, &answer).await?;
+                if let Some(lease) = generating {
+                    sqlx::query("UPDATE messages SET generating_lease = $1 WHERE id = $2")
+                        .bind(lease)
+                        .bind(answer_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok((user_id, answer_id))
+            }
+
+            async fn touch_thread(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                thread_id: i64,
+            ) -> $crate::Result<()> {
+                sqlx::query("UPDATE threads SET modified = $1 WHERE id = $2")
+                    .bind($crate::now().timestamp_micros())
+                    .bind(thread_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn answer_by_ids(
+                &self,
+                user_id: Option<i64>,
+                assistant_id: i64,
+            ) -> $crate::Result<$crate::Answer> {
+                let user_message = match user_id {
+                    Some(id) => Some(self.message_by_id(id).await?),
+                    None => None,
+                };
+                Ok($crate::Answer {
+                    user_message,
+                    assistant_message: self.message_by_id(assistant_id).await?,
+                })
             }
 
             async fn message_by_id(&self, id: i64) -> $crate::Result<$crate::Message> {
@@ -522,16 +625,19 @@ macro_rules! sql_store {
                 lease: uuid::Uuid,
                 ttl: std::time::Duration,
             ) -> $crate::Result<bool> {
-                let now = $crate::now().timestamp_micros();
-                let done = sqlx::query(
-                    "UPDATE threads SET generation_lease = $1, generation_lease_expires = $2, \
-                     cancel_requested_at = NULL WHERE id = $3 \
-                     AND (generation_lease IS NULL OR generation_lease_expires <= $4)",
-                )
+                // Expiry is judged by the database's clock, so nodes whose
+                // clocks disagree still agree on who holds a thread.
+                let done = sqlx::query(concat!(
+                    "UPDATE threads SET generation_lease = $1, generation_lease_expires = ",
+                    $db_now,
+                    " + $2, cancel_requested_at = NULL WHERE id = $3 \
+                     AND (generation_lease IS NULL OR generation_lease_expires <= ",
+                    $db_now,
+                    ")"
+                ))
                 .bind($crate::rows::uuid_text(lease))
-                .bind($crate::sql::expiry(now, ttl))
+                .bind($crate::sql::micros(ttl))
                 .bind(thread_id)
-                .bind(now)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -543,12 +649,13 @@ macro_rules! sql_store {
                 lease: uuid::Uuid,
                 ttl: std::time::Duration,
             ) -> $crate::Result<bool> {
-                let now = $crate::now().timestamp_micros();
-                let done = sqlx::query(
-                    "UPDATE threads SET generation_lease_expires = $1 \
-                     WHERE id = $2 AND generation_lease = $3",
-                )
-                .bind($crate::sql::expiry(now, ttl))
+                let done = sqlx::query(concat!(
+                    "UPDATE threads SET generation_lease_expires = ",
+                    $db_now,
+                    " + $1 WHERE id = $2 AND generation_lease = $3 AND generation_lease_expires > ",
+                    $db_now
+                ))
+                .bind($crate::sql::micros(ttl))
                 .bind(thread_id)
                 .bind($crate::rows::uuid_text(lease))
                 .execute(&self.pool)
@@ -573,12 +680,12 @@ macro_rules! sql_store {
             }
 
             async fn request_generation_cancel(&self, thread_id: i64) -> $crate::Result<bool> {
-                let now = $crate::now().timestamp_micros();
-                let done = sqlx::query(
-                    "UPDATE threads SET cancel_requested_at = $1 WHERE id = $2 \
-                     AND generation_lease IS NOT NULL AND generation_lease_expires > $1",
-                )
-                .bind(now)
+                let done = sqlx::query(concat!(
+                    "UPDATE threads SET cancel_requested_at = ",
+                    $db_now,
+                    " WHERE id = $1 AND generation_lease IS NOT NULL AND generation_lease_expires > ",
+                    $db_now
+                ))
                 .bind(thread_id)
                 .execute(&self.pool)
                 .await?;
@@ -679,59 +786,120 @@ macro_rules! sql_store {
             ) -> $crate::Result<$crate::Answer> {
                 let mut tx = self.begin_write().await?;
                 Self::lock_thread(&mut tx, thread_id).await?;
-                let answer = |sequence_index, replaces| $crate::NewMessage {
-                    role: $crate::Role::Assistant,
-                    content: content.to_owned(),
-                    sequence_index,
-                    replaces,
-                };
-                let (user_id, new) = match to {
-                    $crate::AnswerTo::Message { user_message_id } => {
-                        let index = Self::index_of(&mut tx, thread_id, *user_message_id).await?;
-                        (Some(*user_message_id), answer(index + 1, None))
-                    }
-                    $crate::AnswerTo::Edit { user_message_id } => {
-                        match Self::last_active(&mut tx, thread_id, $crate::Role::Assistant).await? {
-                            Some((old, index)) => (Some(*user_message_id), answer(index, Some(old))),
-                            None => {
-                                let index = Self::index_of(&mut tx, thread_id, *user_message_id).await?;
-                                (Some(*user_message_id), answer(index + 1, None))
-                            }
-                        }
-                    }
-                    $crate::AnswerTo::Reload { input } => {
-                        match Self::last_active(&mut tx, thread_id, $crate::Role::Assistant).await? {
-                            Some((old, index)) => (None, answer(index, Some(old))),
-                            None => {
-                                // Nothing to reload: a normal exchange instead.
-                                let index = Self::next_index(&mut tx, thread_id).await?;
-                                let user = $crate::NewMessage {
-                                    role: $crate::Role::User,
-                                    content: input.clone(),
-                                    sequence_index: index,
-                                    replaces: None,
-                                };
-                                let user_id = Self::insert_row(&mut tx, thread_id, &user).await?;
-                                (Some(user_id), answer(index + 1, None))
-                            }
-                        }
-                    }
-                };
-                let assistant_id = Self::insert_row(&mut tx, thread_id, &new).await?;
-                sqlx::query("UPDATE threads SET modified = $1 WHERE id = $2")
-                    .bind($crate::now().timestamp_micros())
-                    .bind(thread_id)
+                let (user_id, assistant_id) =
+                    Self::place_answer(&mut tx, thread_id, to, content, None).await?;
+                Self::touch_thread(&mut tx, thread_id).await?;
+                tx.commit().await?;
+                self.answer_by_ids(user_id, assistant_id).await
+            }
+
+            async fn begin_answer(
+                &self,
+                thread_id: i64,
+                to: &$crate::AnswerTo,
+                lease: uuid::Uuid,
+            ) -> $crate::Result<$crate::Answer> {
+                let lease = $crate::rows::uuid_text(lease);
+                let mut tx = self.begin_write().await?;
+                Self::lock_thread(&mut tx, thread_id).await?;
+                if !Self::holds_lease(&mut tx, thread_id, &lease).await? {
+                    return Err($crate::StoreError::LeaseLost);
+                }
+                let (user_id, assistant_id) =
+                    Self::place_answer(&mut tx, thread_id, to, "", Some(&lease)).await?;
+                Self::touch_thread(&mut tx, thread_id).await?;
+                tx.commit().await?;
+                self.answer_by_ids(user_id, assistant_id).await
+            }
+
+            async fn save_answer(
+                &self,
+                message_id: i64,
+                lease: uuid::Uuid,
+                progress: &$crate::AnswerProgress<'_>,
+            ) -> $crate::Result<bool> {
+                let lease = $crate::rows::uuid_text(lease);
+                // The lease is checked in the statement that writes, so a
+                // generation that lost its thread can never overwrite the
+                // answer of the one that took it over.
+                let update = concat!(
+                    "UPDATE messages SET content = $1, output_tokens = $2, \
+                     generating_lease = CASE WHEN $3 THEN NULL ELSE generating_lease END \
+                     WHERE id = $4 AND generating_lease = $5 AND EXISTS (SELECT 1 FROM threads t \
+                     WHERE t.id = messages.thread_id AND t.generation_lease = $5 \
+                     AND t.generation_lease_expires > ",
+                    $db_now,
+                    ")"
+                );
+                if !progress.done {
+                    let done = sqlx::query(update)
+                        .bind(progress.content)
+                        .bind(progress.output_tokens.max(0))
+                        .bind(false)
+                        .bind(message_id)
+                        .bind(&lease)
+                        .execute(&self.pool)
+                        .await?;
+                    return Ok(done.rows_affected() == 1);
+                }
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(update)
+                    .bind(progress.content)
+                    .bind(progress.output_tokens.max(0))
+                    .bind(true)
+                    .bind(message_id)
+                    .bind(&lease)
                     .execute(&mut *tx)
                     .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE threads SET modified = $1 WHERE id = (SELECT thread_id FROM messages WHERE id = $2)",
+                )
+                .bind($crate::now().timestamp_micros())
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                let user_message = match user_id {
-                    Some(id) => Some(self.message_by_id(id).await?),
-                    None => None,
-                };
-                Ok($crate::Answer {
-                    user_message,
-                    assistant_message: self.message_by_id(assistant_id).await?,
-                })
+                Ok(true)
+            }
+
+            async fn recover_interrupted_answers(&self, thread_id: Option<i64>) -> $crate::Result<u64> {
+                // Answers still marked as generating whose lease no longer
+                // holds their thread: their node died, or could not save
+                // the end. Each is claimed with a conditional update, so
+                // with several nodes sweeping its tokens are counted once.
+                let mut qb = sqlx::QueryBuilder::new(concat!(
+                    "SELECT m.id, s.user_id, m.output_tokens FROM messages m \
+                     JOIN threads t ON t.id = m.thread_id JOIN chat_sessions s ON s.id = t.session_id \
+                     WHERE m.generating_lease IS NOT NULL AND (t.generation_lease IS NULL \
+                     OR t.generation_lease <> m.generating_lease OR t.generation_lease_expires <= ",
+                    $db_now,
+                    ")"
+                ));
+                if let Some(thread_id) = thread_id {
+                    qb.push(" AND m.thread_id = ").push_bind(thread_id);
+                }
+                let orphans: Vec<(i64, i64, i64)> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                let mut recovered = 0;
+                for (message_id, user_id, tokens) in orphans {
+                    let claimed = sqlx::query(
+                        "UPDATE messages SET generating_lease = NULL \
+                         WHERE id = $1 AND generating_lease IS NOT NULL",
+                    )
+                    .bind(message_id)
+                    .execute(&self.pool)
+                    .await?;
+                    if claimed.rows_affected() == 1 {
+                        recovered += 1;
+                        if tokens > 0 {
+                            self.add_token_usage(user_id, tokens).await?;
+                        }
+                    }
+                }
+                Ok(recovered)
             }
 
             async fn record_detection(

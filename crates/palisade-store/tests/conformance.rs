@@ -1134,3 +1134,243 @@ mod login {
         login_failures_are_counted_per_username_and_client,
     );
 }
+
+/// Durable answers: the row exists from the start, grows under the lease,
+/// and is recovered as interrupted when its generation loses the thread.
+mod durable_answers {
+    use std::time::Duration;
+
+    use palisade_store::{AnswerProgress, AnswerTo, MessageFilter, Role, Scope, StoreError};
+    use uuid::Uuid;
+
+    use super::{Db, thread, user};
+
+    const LONG: Duration = Duration::from_secs(60);
+    const SHORT: Duration = Duration::from_millis(50);
+
+    fn progress(content: &str, output_tokens: i64, done: bool) -> AnswerProgress<'_> {
+        AnswerProgress {
+            content,
+            output_tokens,
+            done,
+        }
+    }
+
+    async fn active(db: &Db, thread: uuid::Uuid) -> Vec<palisade_store::Message> {
+        db.list_messages(&MessageFilter {
+            scope: Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history: false,
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn an_answer_grows_under_its_lease(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let lease = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, lease, LONG)
+                .await
+                .unwrap()
+        );
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let answer = db.begin_answer(t.id, &to, lease).await.unwrap();
+        let row = &answer.assistant_message;
+        assert_eq!((row.content.as_str(), row.sequence_index), ("", 2));
+        assert!(row.is_generating);
+        assert_eq!(
+            answer.user_message.as_ref().map(|m| m.id),
+            Some(question.id)
+        );
+
+        assert!(
+            db.save_answer(row.id, lease, &progress("Hel", 1, false))
+                .await
+                .unwrap()
+        );
+        let rows = active(&db, t.uuid).await;
+        assert_eq!(
+            (rows[1].content.as_str(), rows[1].is_generating),
+            ("Hel", true)
+        );
+        assert!(
+            db.save_answer(row.id, lease, &progress("Hello.", 2, true))
+                .await
+                .unwrap()
+        );
+        let rows = active(&db, t.uuid).await;
+        assert_eq!(
+            (rows[1].content.as_str(), rows[1].is_generating),
+            ("Hello.", false)
+        );
+        assert_eq!(rows[1].output_tokens, 2);
+        // Nothing to recover: it finished.
+        db.release_generation_lease(t.id, lease).await.unwrap();
+        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 0);
+    }
+
+    async fn a_lost_lease_writes_nothing(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let first = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, first, SHORT)
+                .await
+                .unwrap()
+        );
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let answer = db.begin_answer(t.id, &to, first).await.unwrap();
+        let id = answer.assistant_message.id;
+        assert!(
+            db.save_answer(id, first, &progress("partial", 3, false))
+                .await
+                .unwrap()
+        );
+        // The lease expires (by the database's clock) and another
+        // generation takes the thread.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let second = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, second, LONG)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.save_answer(id, first, &progress("partial and more", 5, false))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.save_answer(id, first, &progress("partial and more", 5, true))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            db.begin_answer(t.id, &to, first).await,
+            Err(StoreError::LeaseLost)
+        ));
+        assert!(!db.renew_generation_lease(t.id, first, LONG).await.unwrap());
+        let rows = active(&db, t.uuid).await;
+        assert_eq!(
+            rows[1].content, "partial",
+            "the old generation wrote nothing more"
+        );
+
+        // The new holder's recovery marks the old answer interrupted and
+        // counts its tokens, once.
+        assert!(rows[1].is_generating);
+        assert_eq!(db.recover_interrupted_answers(Some(t.id)).await.unwrap(), 1);
+        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 0);
+        let rows = active(&db, t.uuid).await;
+        assert_eq!(
+            (rows[1].content.as_str(), rows[1].is_generating),
+            ("partial", false)
+        );
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage[0], 3);
+    }
+
+    async fn an_expired_lease_is_recovered_by_a_sweep(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let lease = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, lease, SHORT)
+                .await
+                .unwrap()
+        );
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        db.begin_answer(t.id, &to, lease).await.unwrap();
+        assert_eq!(
+            db.recover_interrupted_answers(None).await.unwrap(),
+            0,
+            "still held"
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 1);
+        assert!(!active(&db, t.uuid).await[1].is_generating);
+    }
+
+    /// After an interruption, edit and reload replace the right messages:
+    /// a question whose node died before its answer row existed is
+    /// answered after itself, never before.
+    async fn edit_and_reload_after_an_unanswered_question(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let q1 = db.append_user_message(t.id, "q1").await.unwrap();
+        db.append_answer(
+            t.id,
+            &AnswerTo::Message {
+                user_message_id: q1.id,
+            },
+            "a1",
+        )
+        .await
+        .unwrap();
+        // q2 was stored, then its node died: no answer row.
+        let q2 = db.append_user_message(t.id, "q2").await.unwrap();
+
+        let reload = AnswerTo::Reload {
+            input: "ignored".into(),
+        };
+        let answer = db.append_answer(t.id, &reload, "a2").await.unwrap();
+        let row = &answer.assistant_message;
+        assert_eq!((row.sequence_index, row.replaces), (4, None), "a1 is kept");
+        let rows = active(&db, t.uuid).await;
+        let shape: Vec<(Role, i64, &str)> = rows
+            .iter()
+            .map(|m| (m.role, m.sequence_index, m.content.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, 1, "q1"),
+                (Role::Assistant, 2, "a1"),
+                (Role::User, 3, "q2"),
+                (Role::Assistant, 4, "a2"),
+            ]
+        );
+
+        // Another unanswered question, then an edit of it.
+        let q3 = db.append_user_message(t.id, "q3").await.unwrap();
+        let edited = db
+            .edit_user_message(t.id, q3.uuid, "q3 edited")
+            .await
+            .unwrap();
+        let answer = db
+            .append_answer(
+                t.id,
+                &AnswerTo::Edit {
+                    user_message_id: edited.id,
+                },
+                "a3",
+            )
+            .await
+            .unwrap();
+        let row = &answer.assistant_message;
+        assert_eq!(
+            (row.sequence_index, row.replaces),
+            (6, None),
+            "the answer follows its question; a2 is kept"
+        );
+        assert_eq!(q2.sequence_index, 3);
+    }
+
+    palisade_store::test_on_both_backends!(
+        an_answer_grows_under_its_lease,
+        a_lost_lease_writes_nothing,
+        an_expired_lease_is_recovered_by_a_sweep,
+        edit_and_reload_after_an_unanswered_question,
+    );
+}

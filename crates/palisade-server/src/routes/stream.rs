@@ -113,6 +113,15 @@ async fn start_generation(
             "A reply is already being generated in this thread.".to_owned(),
         ));
     }
+    // An answer left generating by a generation that lost the thread (its
+    // node died) is interrupted now, before this one is placed beside it.
+    if let Err(err) = state
+        .store
+        .recover_interrupted_answers(Some(thread.id))
+        .await
+    {
+        tracing::warn!(error = %err, "cannot recover interrupted answers");
+    }
     let (reply, answer_to, stored_input) =
         match prepare(&state, &user, &request, &verdict, &thread).await {
             Ok(prepared) => prepared,
@@ -200,15 +209,43 @@ async fn prepare(
         include_history: false,
     };
     let messages = state.store.list_messages(&active).await?;
-    let history = prompt::history(&messages, state.chat.history_limit);
-    let reply = match verdict.llm_text(&request.input) {
+    let turn = match (request.mode, request.edit_message) {
+        (Some(Mode::Reload), _) => prompt::Turn::Reload,
+        (Some(Mode::Edit), Some(target)) => match messages.iter().find(|m| m.uuid == target) {
+            Some(message) => prompt::Turn::Edit {
+                message_id: message.id,
+            },
+            // Not an active message of this thread: the edit is refused below.
+            None => prompt::Turn::Next,
+        },
+        _ => prompt::Turn::Next,
+    };
+    let (earlier, asked_again) = prompt::earlier_messages(&messages, turn);
+    let history = prompt::history(earlier, state.chat.history_limit);
+    // Reload asks the stored question again rather than adding the request's
+    // `input` as a turn that is never stored; the input is still what the
+    // guards judged, so a blocked one gets the rejection call.
+    let current = match (verdict.llm_text(&request.input), asked_again) {
+        (Some(_), Some(question)) => Some(question.content.as_str()),
+        (text, _) => text,
+    };
+    let reply = match current {
         Some(text) => Reply::Model(prompt::answer_request(
             &state.chat.system_prompt,
             &history,
             text,
         )),
-        None if !history.is_empty() => Reply::Model(prompt::rejection_request(&history)),
-        None => Reply::Canned,
+        None => {
+            // The rejection call sees the conversation up to the question
+            // being asked again (never the answer being replaced).
+            let seen = earlier.len() + usize::from(asked_again.is_some());
+            let context = prompt::history(&messages[..seen], state.chat.history_limit);
+            if context.is_empty() {
+                Reply::Canned
+            } else {
+                Reply::Model(prompt::rejection_request(&context))
+            }
+        }
     };
     // What is stored: the input, with PII redacted or replaced by the
     // blocked-credentials placeholder (the fail-closed verdict keeps it raw).

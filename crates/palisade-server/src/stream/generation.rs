@@ -8,9 +8,17 @@
 //! still generated, stored and paid for. A watchdog beside it renews the
 //! lease and polls the database for a cancel request made on another node.
 //!
-//! Order of work, as in the reference: thread line, warning, content lines,
-//! `e` line on failure, assistant message written, final metadata line,
-//! then (new thread only) the title call, then token usage.
+//! The answer is a row from the first moment: the task writes an empty
+//! assistant message before calling the model and saves the text so far at
+//! most every `save_interval`, each write checking the lease in the same
+//! statement. A node that dies mid-answer leaves the partial answer stored
+//! (another node's recovery marks it interrupted); a database that is down
+//! at the end is retried for `save_retry`, and the final line is sent only
+//! once the answer is stored.
+//!
+//! Order of work: thread line, warning, answer row, content lines, `e` line
+//! on failure, answer saved in full, final metadata line, then (new thread
+//! only) the title call, then token usage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +26,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures_util::StreamExt;
 use palisade_llm::{CancellationToken, ChatEvent, ChatProvider, ChatRequest, LlmError, Usage};
-use palisade_store::{Answer, AnswerTo, Store};
+use palisade_store::{AnswerProgress, AnswerTo, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -69,6 +77,113 @@ enum Ending {
     /// The user (or shutdown) cancelled: the partial answer is kept, no `e`.
     Cancelled,
     Failed(LlmError),
+    /// Another generation holds the thread now: nothing more is written.
+    LeaseLost,
+}
+
+/// Writes a growing answer to its row: at most every `save_interval`
+/// while it grows, then in full at the end, retrying the end while the
+/// database is unreachable.
+struct Saver<'a> {
+    store: &'a dyn Store,
+    settings: &'a ChatSettings,
+    message_id: i64,
+    lease: Uuid,
+    /// Length of the text last written.
+    saved_len: usize,
+    /// Deltas the model streamed: the output token estimate.
+    deltas: u64,
+    lease_lost: bool,
+    /// One warning per outage, not one per tick.
+    failing: bool,
+}
+
+impl<'a> Saver<'a> {
+    fn new(generation: &'a Generation, message_id: i64) -> Saver<'a> {
+        Saver {
+            store: generation.store.as_ref(),
+            settings: &generation.settings,
+            message_id,
+            lease: generation.lease,
+            saved_len: 0,
+            deltas: 0,
+            lease_lost: false,
+            failing: false,
+        }
+    }
+
+    fn progress_of<'t>(&self, text: &'t str, done: bool) -> AnswerProgress<'t> {
+        AnswerProgress {
+            content: text,
+            output_tokens: saturating_i64(self.deltas),
+            done,
+        }
+    }
+
+    /// Saves the text so far if it grew. `false` when the lease is lost;
+    /// a database error is logged and the next tick tries again.
+    async fn progress(&mut self, text: &str) -> bool {
+        if text.len() == self.saved_len {
+            return true;
+        }
+        let progress = self.progress_of(text, false);
+        match self
+            .store
+            .save_answer(self.message_id, self.lease, &progress)
+            .await
+        {
+            Ok(true) => {
+                self.saved_len = text.len();
+                self.failing = false;
+                true
+            }
+            Ok(false) => {
+                self.lease_lost = true;
+                false
+            }
+            Err(err) => {
+                if !self.failing {
+                    tracing::warn!(error = %err, "cannot save the answer so far; retrying");
+                    self.failing = true;
+                }
+                true
+            }
+        }
+    }
+
+    /// Saves the whole answer, retrying with backoff for `save_retry` while
+    /// the database fails. `true` once it is stored.
+    async fn finish(&mut self, text: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + self.settings.save_retry;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let progress = self.progress_of(text, true);
+            match self
+                .store
+                .save_answer(self.message_id, self.lease, &progress)
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::warn!(
+                        message_id = self.message_id,
+                        "generation lease lost before the answer was saved"
+                    );
+                    self.lease_lost = true;
+                    return false;
+                }
+                Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %err, retry_in = ?pause, "cannot save the answer; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, message_id = self.message_id, "giving up saving the answer");
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Where the lines go: the response body, while the client is there.
@@ -113,6 +228,21 @@ impl Generation {
             &self.settings,
             cancel.clone(),
         );
+        let answer = match self
+            .store
+            .begin_answer(self.thread_id, &self.answer_to, self.lease)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::error!(error = %err, thread = %thread_uuid, "cannot store the answer's row");
+                lines.send(Line::Interrupted);
+                drop(watchdog);
+                self.release_lease().await;
+                return;
+            }
+        };
+        let mut saver = Saver::new(&self, answer.assistant_message.id);
         let mut parser = BlockParser::new();
         let mut text = String::new();
         let (ending, usage) = match &self.reply {
@@ -122,11 +252,17 @@ impl Generation {
                 (Ending::Complete, None)
             }
             Reply::Model(request) => {
-                self.generate(request.clone(), &cancel, &mut parser, &mut text, &lines)
-                    .await
+                self.generate(
+                    request.clone(),
+                    &cancel,
+                    &mut saver,
+                    &mut parser,
+                    &mut text,
+                    &lines,
+                )
+                .await
             }
         };
-        drop(watchdog);
         lines.send_blocks(&parser.finish());
         match &ending {
             Ending::Failed(err) => {
@@ -138,29 +274,40 @@ impl Generation {
                 });
             }
             Ending::Cancelled => tracing::info!(thread = %thread_uuid, "generation cancelled"),
+            Ending::LeaseLost => {
+                tracing::warn!(thread = %thread_uuid, "generation lease lost; the answer stops here");
+                lines.send(Line::Interrupted);
+            }
             Ending::Complete => {}
         }
 
-        let answer = self.store_answer(&text).await;
-        if let Some(answer) = &answer {
+        // The lease stays renewed while the end is saved (and retried).
+        let saved = if matches!(ending, Ending::LeaseLost) {
+            false
+        } else {
+            saver.finish(&text).await
+        };
+        drop(watchdog);
+        if saved {
             let user_message = answer.user_message.as_ref().map(|m| render::uuid(&m.uuid));
             let assistant_message = render::uuid(&answer.assistant_message.uuid);
             lines.send(Line::FinalMeta {
                 user_message_uuid: user_message.as_deref(),
                 assistant_message_uuid: &assistant_message,
             });
+        } else if !matches!(ending, Ending::LeaseLost) {
+            lines.send(Line::NotSaved);
         }
+        let answer = saved.then_some(answer);
         // The thread is free for the next message as soon as the answer is
         // stored; the title below does not need the lease.
-        if let Err(err) = self
-            .store
-            .release_generation_lease(self.thread_id, self.lease)
-            .await
-        {
-            tracing::warn!(error = %err, "cannot release the generation lease; it will expire");
-        }
+        self.release_lease().await;
         drop(registration);
 
+        // Without the model's own count (cancelled, failed, or a server that
+        // sends none), what it produced is still paid for: one token per
+        // streamed delta, and the prompt estimated at 4 characters a token.
+        let usage = usage.or_else(|| self.estimated_usage(saver.deltas));
         let mut spent = usage.map_or(0, |u| u.total());
         if let (Some(answer), Some(usage)) = (&answer, usage) {
             let recorded = self
@@ -189,11 +336,13 @@ impl Generation {
         drop(lines);
     }
 
-    /// Streams the model's answer into `text` and the parser.
+    /// Streams the model's answer into `text` and the parser, saving the
+    /// text so far to the answer's row as it grows.
     async fn generate(
         &self,
         request: ChatRequest,
         cancel: &CancellationToken,
+        saver: &mut Saver<'_>,
         parser: &mut BlockParser,
         text: &mut String,
         lines: &Lines,
@@ -209,34 +358,57 @@ impl Generation {
             Ok(events) => events,
             Err(err) => return (ended(err), None),
         };
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(ChatEvent::Delta(delta)) => {
-                    text.push_str(&delta);
-                    lines.send_blocks(&parser.push(&delta));
+        let mut tick = tokio::time::interval(self.settings.save_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(ChatEvent::Delta(delta))) => {
+                        text.push_str(&delta);
+                        saver.deltas += 1;
+                        lines.send_blocks(&parser.push(&delta));
+                    }
+                    Some(Ok(ChatEvent::Done { usage, .. })) => return (Ending::Complete, usage),
+                    Some(Err(err)) => {
+                        if saver.lease_lost {
+                            return (Ending::LeaseLost, None);
+                        }
+                        return (ended(err), None);
+                    }
+                    // Providers end with Done or an error; a bare end is a cut answer.
+                    None => return (Ending::Failed(LlmError::Truncated), None),
+                },
+                _ = tick.tick() => {
+                    if !saver.progress(text).await {
+                        cancel.cancel();
+                        return (Ending::LeaseLost, None);
+                    }
                 }
-                Ok(ChatEvent::Done { usage, .. }) => return (Ending::Complete, usage),
-                Err(err) => return (ended(err), None),
             }
         }
-        // Providers end with Done or an error; a bare end is a cut answer.
-        (Ending::Failed(LlmError::Truncated), None)
     }
 
-    /// Writes the assistant message. A failure is logged: the answer cannot
-    /// be stored, and the final metadata line is left out (as the reference
-    /// does), which tells the client something went wrong.
-    async fn store_answer(&self, text: &str) -> Option<Answer> {
-        match self
+    fn estimated_usage(&self, deltas: u64) -> Option<Usage> {
+        if deltas == 0 {
+            return None;
+        }
+        let prompt_chars: usize = match &self.reply {
+            Reply::Model(request) => request.messages.iter().map(|m| m.content.len()).sum(),
+            Reply::Canned => return None,
+        };
+        Some(Usage {
+            prompt_tokens: (prompt_chars / 4) as u64,
+            completion_tokens: deltas,
+        })
+    }
+
+    async fn release_lease(&self) {
+        if let Err(err) = self
             .store
-            .append_answer(self.thread_id, &self.answer_to, text)
+            .release_generation_lease(self.thread_id, self.lease)
             .await
         {
-            Ok(answer) => Some(answer),
-            Err(err) => {
-                tracing::error!(error = %err, thread_id = self.thread_id, "cannot store the answer");
-                None
-            }
+            tracing::warn!(error = %err, "cannot release the generation lease; it will expire");
         }
     }
 

@@ -8,11 +8,13 @@
 //! * [`blocks`]: the incremental markdown → UI block parser.
 //! * [`ndjson`]: the wire encoding of every line of the stream.
 //! * [`registry`]: the generations running on this node (cancel, shutdown).
+//! * [`recovery`]: the sweep that marks answers of dead nodes interrupted.
 //! * [`settings`]: what an operator configures about chat.
 
 pub mod blocks;
 pub mod generation;
 pub mod ndjson;
+pub mod recovery;
 pub mod registry;
 pub mod request;
 pub mod settings;

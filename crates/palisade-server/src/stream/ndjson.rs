@@ -21,6 +21,7 @@
 //! | `Content(Block::Mermaid)` | `{"k":"mermaid","c":"…"}` |
 //! | `Content(Block::Raw)` | `{"c":"…"}` |
 //! | `Interrupted` | `{"e":"Chat processing was interrupted. Please try again later."}` |
+//! | `NotSaved` | `{"e":"The answer could not be saved. Please try again later."}` (the database stayed unreachable) |
 //! | `Busy` | `{"e":"The assistant is busy right now. Please try again in a moment."}` (the embedded model's queue is full) |
 //! | `FinalMeta` | `{"m":{"user_message_uuid":"…","assistant_message_uuid":"…"}}` (no `user_message_uuid` in reload mode) |
 //!
@@ -36,6 +37,8 @@ pub const INTERRUPTED_MESSAGE: &str = "Chat processing was interrupted. Please t
 /// The text of the `e` line sent when the model is too busy to start (the
 /// embedded model's queue is full): a retry soon can succeed.
 pub const BUSY_MESSAGE: &str = "The assistant is busy right now. Please try again in a moment.";
+/// The `e` line when a finished answer could not be stored.
+pub const NOT_SAVED_MESSAGE: &str = "The answer could not be saved. Please try again later.";
 
 /// One line of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,9 @@ pub enum Line<'a> {
     Interrupted,
     /// The model is too busy to start: `{"e":"The assistant is busy right now. …"}`.
     Busy,
+    /// The answer could not be stored (the database stayed unreachable):
+    /// `{"e":"The answer could not be saved. …"}`.
+    NotSaved,
     /// Last line. `user_message_uuid` is `None` in reload mode, and the key
     /// is then absent.
     FinalMeta {
@@ -73,12 +79,12 @@ impl Line<'_> {
                 out.push('}');
             }
             Line::Content(block) => write_block(out, block),
-            Line::Interrupted | Line::Busy => {
+            Line::Interrupted | Line::Busy | Line::NotSaved => {
                 out.push_str(r#"{"e":"#);
-                let text = if matches!(self, Line::Busy) {
-                    BUSY_MESSAGE
-                } else {
-                    INTERRUPTED_MESSAGE
+                let text = match self {
+                    Line::Busy => BUSY_MESSAGE,
+                    Line::NotSaved => NOT_SAVED_MESSAGE,
+                    _ => INTERRUPTED_MESSAGE,
                 };
                 write_json_str(out, text);
                 out.push('}');

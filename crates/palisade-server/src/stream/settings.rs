@@ -33,6 +33,12 @@ pub struct ChatSettings {
     pub cancel_poll_interval: Duration,
     /// The whole title call, start to end.
     pub title_timeout: Duration,
+    /// How often a growing answer is written to its row (at most), so a
+    /// dead node loses at most this much of what its clients saw.
+    pub save_interval: Duration,
+    /// How long a finished answer keeps being retried while the database
+    /// cannot store it (`PALISADE_SAVE_RETRY`).
+    pub save_retry: Duration,
 }
 
 impl ChatSettings {
@@ -44,9 +50,13 @@ impl ChatSettings {
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_limit: 20,
             quota_defaults: QuotaDefaults::UNLIMITED,
-            lease_ttl: Duration::from_secs(30),
+            // Renewed every ttl/3 (3 s): a dead node's threads are free
+            // again within 9 s.
+            lease_ttl: Duration::from_secs(9),
             cancel_poll_interval: Duration::from_millis(500),
             title_timeout: Duration::from_secs(30),
+            save_interval: Duration::from_millis(250),
+            save_retry: Duration::from_secs(120),
         }
     }
 }

@@ -1,0 +1,220 @@
+//! Several nodes on one database, as an operator runs them, with faults
+//! injected through real processes: a node killed (SIGKILL) in the middle of
+//! an answer. Runs on SQLite (two processes on one file) and PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use palisade_llm::testing::{FakeOpenAi, FakeResponse, FakeStep, content_chunk, role_chunk};
+use palisade_store::testing::{Backend, POSTGRES_URL_VAR, TestDatabase};
+use palisade_store::{Message, MessageFilter, NewUser, Role, Scope, Store};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use common::{free_port, serve};
+
+const PARTIAL: &str =
+    "Node A had streamed this much of the answer before it was killed, mid-sentence";
+
+async fn messages(store: &Arc<dyn Store>, thread: Uuid, include_history: bool) -> Vec<Message> {
+    store
+        .list_messages(&MessageFilter {
+            scope: Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history,
+        })
+        .await
+        .expect("list messages")
+}
+
+async fn post_stream(port: u16, token: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(body)
+        .send()
+        .await
+        .expect("stream request")
+}
+
+async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
+    let llm = FakeOpenAi::start().await;
+    let base_url = llm.base_url();
+    let env = [
+        ("PALISADE_LLM_PROVIDER", "openai"),
+        ("PALISADE_LLM_BASE_URL", base_url.as_str()),
+    ];
+    let alice = store
+        .create_user(&NewUser {
+            username: "alice".into(),
+            ..NewUser::default()
+        })
+        .await
+        .expect("user");
+    let token = palisade_server::auth::issue_token(store.as_ref(), &alice, None)
+        .await
+        .expect("token");
+    let session = store
+        .get_or_create_session(alice.id)
+        .await
+        .expect("session");
+    let thread = store.create_thread(session.id, "t").await.expect("thread");
+    let thread_hex = thread.uuid.simple().to_string();
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let (mut node_a, _) = serve(&url, port_a, &env);
+    let (_node_b, _) = serve(&url, port_b, &env);
+
+    // Node A streams part of an answer, then the model stalls.
+    llm.push(FakeResponse::Stream(vec![
+        role_chunk(),
+        content_chunk(PARTIAL),
+        FakeStep::Hang,
+    ]));
+    let response = post_stream(
+        port_a,
+        &token,
+        &json!({"input": "q1", "thread_uuid": thread_hex}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("Node A had streamed") {
+        let chunk = body.next().await.expect("more lines").expect("chunk");
+        seen.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    // What the client saw is in the database within the save interval.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = messages(&store, thread.uuid, false).await;
+        if rows.get(1).is_some_and(|m| m.content == PARTIAL) {
+            assert!(rows[1].is_generating);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partial answer was not saved: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // SIGKILL: no shutdown, no final save, the lease left behind.
+    node_a.0.kill().expect("kill node A");
+    let _ = node_a.0.wait();
+    drop(body);
+    let killed_at = Instant::now();
+
+    // Node B accepts a new message in the thread once the lease expires.
+    llm.push(FakeResponse::answer(&["Node B answers."], None));
+    let answered = loop {
+        let response = post_stream(
+            port_b,
+            &token,
+            &json!({"input": "q2", "thread_uuid": thread_hex}),
+        )
+        .await;
+        if response.status() == 200 {
+            break response.text().await.expect("body");
+        }
+        assert_eq!(response.status(), 409, "only 'busy' while the lease holds");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(12),
+            "the thread was not freed within the lease time"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(answered.contains("Node B answers."), "{answered}");
+    assert!(answered.contains("assistant_message_uuid"), "{answered}");
+
+    // The partial answer is kept, marked interrupted; the new exchange
+    // follows it with contiguous indexes.
+    let rows = messages(&store, thread.uuid, false).await;
+    let shape: Vec<(Role, i64, &str, bool)> = rows
+        .iter()
+        .map(|m| {
+            (
+                m.role,
+                m.sequence_index,
+                m.content.as_str(),
+                m.is_generating,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (Role::User, 1, "q1", false),
+            (Role::Assistant, 2, PARTIAL, false),
+            (Role::User, 3, "q2", false),
+            (Role::Assistant, 4, "Node B answers.", false),
+        ]
+    );
+    // The interrupted answer's tokens were counted.
+    assert!(store.token_quota(alice.id).await.expect("quota").usage[0] > 0);
+    // Node B's prompt holds the interrupted exchange as it was stored.
+    let call = llm.requests().last().expect("node B's call").body.clone();
+    let turns: Vec<String> = call["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["role"].as_str().unwrap_or(""),
+                m["content"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        turns[1..],
+        [
+            "user:q1".to_owned(),
+            format!("assistant:{PARTIAL}"),
+            "user:q2".to_owned()
+        ]
+    );
+
+    // Reload replaces node B's answer, not the interrupted one.
+    llm.push(FakeResponse::answer(&["Node B again."], None));
+    let response = post_stream(
+        port_b,
+        &token,
+        &json!({"input": "q2", "thread_uuid": thread_hex, "mode": "reload"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("body");
+    let rows = messages(&store, thread.uuid, false).await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        (rows[3].sequence_index, rows[3].content.as_str()),
+        (4, "Node B again.")
+    );
+    assert_eq!(rows[1].content, PARTIAL);
+    let all = messages(&store, thread.uuid, true).await;
+    assert_eq!(all.len(), 5, "one replaced row: {all:?}");
+}
+
+async fn run(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        println!("skipped: node test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
+        return;
+    };
+    node_killed_mid_answer(db.url.clone(), db.store.clone()).await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_node_killed_mid_answer() {
+    run(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_node_killed_mid_answer() {
+    run(Backend::Postgres).await;
+}
