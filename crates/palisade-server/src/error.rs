@@ -117,6 +117,17 @@ impl IntoResponse for ApiError {
                     "A server error occurred.",
                 )
             }
+            ApiError::Store(StoreError::Unavailable(err)) => {
+                tracing::warn!(error = %err, "database unavailable");
+                let mut response = detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable. Please try again shortly.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             ApiError::Store(err) => {
                 tracing::error!(error = %err, "store failure");
                 detail(

@@ -1919,10 +1919,13 @@
     if (document.activeElement === document.body) focusComposer(false);
   }
 
-  /** New threads get a generated title shortly after the answer; poll a few times. */
+  /**
+   * New threads get a generated title around the end of the answer: look at
+   * once (the heading then matches the sidebar), then poll a few times.
+   */
   function scheduleTitleRefresh(uuid) {
     if (!uuid) return;
-    const delays = [2000, 5000, 10000];
+    const delays = [0, 2000, 5000, 10000];
     const attempt = async (n) => {
       if (!state.me) return;
       try {

@@ -25,6 +25,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be reached right now (connection refused or
+    /// lost, no pooled connection within the acquire timeout): worth
+    /// retrying shortly, unlike other database errors.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
     Database(sqlx::Error),
 }
@@ -35,6 +40,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
             }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
     }

@@ -182,6 +182,11 @@ pub trait Store: Send + Sync + 'static {
     /// longer generating — and adds their output tokens to the owner's
     /// usage. One thread, or all with `None`. Returns how many.
     async fn recover_interrupted_answers(&self, thread_id: Option<i64>) -> Result<u64>;
+    /// The thread's answer being generated now, with its transcript; `None`
+    /// when nothing is generating there.
+    async fn generating_answer(&self, thread_id: i64) -> Result<Option<AnswerTranscript>>;
+    /// An answer's transcript and state, by message id (a follower's poll).
+    async fn answer_transcript(&self, message_id: i64) -> Result<Option<AnswerTranscript>>;
     /// Records a guard verdict on a message; when it is flagged, recomputes
     /// the thread's `flags` summary from all its flagged rows.
     async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;

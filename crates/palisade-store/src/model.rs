@@ -232,10 +232,22 @@ pub enum AnswerTo {
 pub struct AnswerProgress<'a> {
     /// The answer so far (all of it when `done`).
     pub content: &'a str,
+    /// The NDJSON lines the client was sent so far (with the final line
+    /// when `done`), for followers on other nodes.
+    pub transcript: &'a str,
     /// Tokens the model produced so far (an estimate until the end).
     pub output_tokens: i64,
     /// The generation ended: the row stops being "generating".
     pub done: bool,
+}
+
+/// An answer being followed: what its client was sent so far, and whether
+/// it is still being generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerTranscript {
+    pub message_id: i64,
+    pub transcript: String,
+    pub is_generating: bool,
 }
 
 /// What `append_answer` wrote.

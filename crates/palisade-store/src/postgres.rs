@@ -17,7 +17,9 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is down a request should hear so quickly
+            // (503) rather than hold its client for the default 30 s.
+            .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
         Ok(PostgresStore { pool })

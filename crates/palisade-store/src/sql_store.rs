@@ -805,11 +805,55 @@ macro_rules! sql_store {
                 if !Self::holds_lease(&mut tx, thread_id, &lease).await? {
                     return Err($crate::StoreError::LeaseLost);
                 }
+                // Only the newest answer of a thread keeps its transcript.
+                sqlx::query(
+                    "UPDATE messages SET stream_transcript = NULL \
+                     WHERE thread_id = $1 AND stream_transcript IS NOT NULL",
+                )
+                .bind(thread_id)
+                .execute(&mut *tx)
+                .await?;
                 let (user_id, assistant_id) =
                     Self::place_answer(&mut tx, thread_id, to, "", Some(&lease)).await?;
                 Self::touch_thread(&mut tx, thread_id).await?;
                 tx.commit().await?;
                 self.answer_by_ids(user_id, assistant_id).await
+            }
+
+            async fn generating_answer(
+                &self,
+                thread_id: i64,
+            ) -> $crate::Result<Option<$crate::AnswerTranscript>> {
+                let row: Option<(i64, Option<String>)> = sqlx::query_as(
+                    "SELECT id, stream_transcript FROM messages \
+                     WHERE thread_id = $1 AND generating_lease IS NOT NULL \
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(thread_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(message_id, transcript)| $crate::AnswerTranscript {
+                    message_id,
+                    transcript: transcript.unwrap_or_default(),
+                    is_generating: true,
+                }))
+            }
+
+            async fn answer_transcript(
+                &self,
+                message_id: i64,
+            ) -> $crate::Result<Option<$crate::AnswerTranscript>> {
+                let row: Option<(Option<String>, bool)> = sqlx::query_as(
+                    "SELECT stream_transcript, generating_lease IS NOT NULL FROM messages WHERE id = $1",
+                )
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(transcript, is_generating)| $crate::AnswerTranscript {
+                    message_id,
+                    transcript: transcript.unwrap_or_default(),
+                    is_generating,
+                }))
             }
 
             async fn save_answer(
@@ -822,35 +866,29 @@ macro_rules! sql_store {
                 // The lease is checked in the statement that writes, so a
                 // generation that lost its thread can never overwrite the
                 // answer of the one that took it over.
-                let update = concat!(
-                    "UPDATE messages SET content = $1, output_tokens = $2, \
-                     generating_lease = CASE WHEN $3 THEN NULL ELSE generating_lease END \
-                     WHERE id = $4 AND generating_lease = $5 AND EXISTS (SELECT 1 FROM threads t \
-                     WHERE t.id = messages.thread_id AND t.generation_lease = $5 \
-                     AND t.generation_lease_expires > ",
-                    $db_now,
-                    ")"
-                );
-                if !progress.done {
-                    let done = sqlx::query(update)
+                // Expiry is not checked: a lease that lapsed while the
+                // database was unreachable is still exclusively ours until
+                // another generation takes the thread (which replaces it).
+                let update = "UPDATE messages SET content = $1, output_tokens = $2, \
+                     stream_transcript = $3, \
+                     generating_lease = CASE WHEN $4 THEN NULL ELSE generating_lease END \
+                     WHERE id = $5 AND EXISTS (SELECT 1 FROM threads t \
+                     WHERE t.id = messages.thread_id AND t.generation_lease = $6)";
+                let query = || {
+                    sqlx::query(update)
                         .bind(progress.content)
                         .bind(progress.output_tokens.max(0))
-                        .bind(false)
+                        .bind(progress.transcript)
+                        .bind(progress.done)
                         .bind(message_id)
                         .bind(&lease)
-                        .execute(&self.pool)
-                        .await?;
+                };
+                if !progress.done {
+                    let done = query().execute(&self.pool).await?;
                     return Ok(done.rows_affected() == 1);
                 }
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(update)
-                    .bind(progress.content)
-                    .bind(progress.output_tokens.max(0))
-                    .bind(true)
-                    .bind(message_id)
-                    .bind(&lease)
-                    .execute(&mut *tx)
-                    .await?;
+                let done = query().execute(&mut *tx).await?;
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }

@@ -1151,6 +1151,7 @@ mod durable_answers {
     fn progress(content: &str, output_tokens: i64, done: bool) -> AnswerProgress<'_> {
         AnswerProgress {
             content,
+            transcript: content,
             output_tokens,
             done,
         }
@@ -1194,6 +1195,12 @@ mod durable_answers {
                 .await
                 .unwrap()
         );
+        let followed = db.generating_answer(t.id).await.unwrap().unwrap();
+        assert_eq!(followed.message_id, row.id);
+        assert_eq!(
+            (followed.transcript.as_str(), followed.is_generating),
+            ("Hel", true)
+        );
         let rows = active(&db, t.uuid).await;
         assert_eq!(
             (rows[1].content.as_str(), rows[1].is_generating),
@@ -1210,6 +1217,13 @@ mod durable_answers {
             ("Hello.", false)
         );
         assert_eq!(rows[1].output_tokens, 2);
+        // Its transcript stays readable by id; nothing generates any more.
+        let followed = db.answer_transcript(row.id).await.unwrap().unwrap();
+        assert_eq!(
+            (followed.transcript.as_str(), followed.is_generating),
+            ("Hello.", false)
+        );
+        assert_eq!(db.generating_answer(t.id).await.unwrap(), None);
         // Nothing to recover: it finished.
         db.release_generation_lease(t.id, lease).await.unwrap();
         assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 0);
@@ -1367,7 +1381,45 @@ mod durable_answers {
         assert_eq!(q2.sequence_index, 3);
     }
 
+    /// Only the newest answer of a thread keeps its transcript.
+    async fn older_transcripts_are_dropped(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let mut ids = Vec::new();
+        for q in ["q1", "q2"] {
+            let lease = Uuid::new_v4();
+            assert!(
+                db.acquire_generation_lease(t.id, lease, LONG)
+                    .await
+                    .unwrap()
+            );
+            let question = db.append_user_message(t.id, q).await.unwrap();
+            let to = AnswerTo::Message {
+                user_message_id: question.id,
+            };
+            let id = db
+                .begin_answer(t.id, &to, lease)
+                .await
+                .unwrap()
+                .assistant_message
+                .id;
+            assert!(
+                db.save_answer(id, lease, &progress("a", 1, true))
+                    .await
+                    .unwrap()
+            );
+            db.release_generation_lease(t.id, lease).await.unwrap();
+            ids.push(id);
+        }
+        let first = db.answer_transcript(ids[0]).await.unwrap().unwrap();
+        assert_eq!(first.transcript, "");
+        let second = db.answer_transcript(ids[1]).await.unwrap().unwrap();
+        assert_eq!(second.transcript, "a");
+        assert_eq!(db.answer_transcript(999_999).await.unwrap(), None);
+    }
+
     palisade_store::test_on_both_backends!(
+        older_transcripts_are_dropped,
         an_answer_grows_under_its_lease,
         a_lost_lease_writes_nothing,
         an_expired_lease_is_recovered_by_a_sweep,

@@ -109,6 +109,19 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
     drop(body);
     let killed_at = Instant::now();
 
+    // A client that follows the answer on node B gets what node A's client
+    // got, then learns that the answer was interrupted.
+    let follow = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port_b}/api/chat-threads/{thread_hex}/stream/"
+        ))
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .await
+        .expect("follow request");
+    assert_eq!(follow.status(), 200);
+    let followed = tokio::spawn(async move { follow.text().await.expect("followed body") });
+
     // Node B accepts a new message in the thread once the lease expires.
     llm.push(FakeResponse::answer(&["Node B answers."], None));
     let answered = loop {
@@ -129,6 +142,19 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert!(answered.contains("Node B answers."), "{answered}");
+    let followed = tokio::time::timeout(Duration::from_secs(10), followed)
+        .await
+        .expect("the follower ends once the answer is recovered")
+        .expect("follower task");
+    assert!(
+        followed.starts_with(&seen),
+        "{followed:?} should start with {seen:?}"
+    );
+    assert!(
+        followed
+            .ends_with("{\"e\":\"Chat processing was interrupted. Please try again later.\"}\n"),
+        "{followed:?}"
+    );
     assert!(answered.contains("assistant_message_uuid"), "{answered}");
 
     // The partial answer is kept, marked interrupted; the new exchange

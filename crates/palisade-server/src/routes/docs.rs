@@ -26,7 +26,7 @@ use crate::render::{
     paths(
         super::sessions::list, super::sessions::current, super::sessions::retrieve,
         super::threads::list, super::threads::retrieve, super::threads::archive,
-        super::threads::unarchive, super::messages::list, super::stream::stream, super::stream::cancel,
+        super::threads::unarchive, super::messages::list, super::stream::stream, super::stream::cancel, super::stream::follow,
         super::guard::scan, super::login::obtain_token, super::login::logout, super::login::me,
     ),
     components(schemas(LoginIn, TokenOut, MeOut, SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn, StreamIn)),

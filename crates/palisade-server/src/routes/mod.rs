@@ -116,6 +116,14 @@ pub fn router(state: AppState) -> Router {
             endpoint("Chat Thread Cancel", "POST, OPTIONS", post(stream::cancel)),
         )
         .route(
+            "/api/chat-threads/{uuid}/stream/",
+            endpoint(
+                "Chat Thread Stream",
+                "GET, HEAD, OPTIONS",
+                get(stream::follow),
+            ),
+        )
+        .route(
             "/api/chat/stream/",
             endpoint("Chat Stream", "POST, OPTIONS", post(stream::stream)),
         )

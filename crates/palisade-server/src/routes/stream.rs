@@ -26,6 +26,7 @@ use crate::input_guard::scan_fail_closed;
 use crate::params::{Body, PathUuid};
 use crate::prompt;
 use crate::render::{Detail, FieldErrors, StreamIn};
+use crate::stream::follow;
 use crate::stream::generation::{Generation, Lines, Reply};
 use crate::stream::request::{Mode, StreamRequest};
 
@@ -84,12 +85,7 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
         let bytes = receiver.recv().await?;
         Some((Ok::<_, Infallible>(bytes), receiver))
     });
-    let mut response = ResponseBody::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    Ok(response)
+    Ok(ndjson(ResponseBody::from_stream(body)))
 }
 
 /// Takes the thread's lease, writes the user message and spawns the
@@ -341,4 +337,52 @@ pub async fn cancel(
     state.store.request_generation_cancel(thread.id).await?;
     state.generations.cancel_local(thread.id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Follow the answer being generated in a thread, from any node: the lines
+/// its client was sent so far, then the live ones, then the final line.
+/// 204 when nothing is generating. Owner only.
+#[utoipa::path(
+    get, path = "/api/chat-threads/{uuid}/stream/", tag = "chat-threads",
+    params(("uuid" = String, Path, description = "Thread UUID")),
+    responses(
+        (status = 200, description = "NDJSON, as `POST /api/chat/stream/` sends it", content_type = "application/x-ndjson", body = String),
+        (status = 204, description = "Nothing is being generated in the thread"),
+        (status = 401, body = Detail), (status = 404, body = Detail),
+    ),
+    security(("token" = []))
+)]
+pub async fn follow(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    PathUuid(uuid): PathUuid,
+) -> ApiResult<Response> {
+    let own = ThreadFilter::new(Scope::Owner(user.id));
+    let thread = match uuid {
+        Some(uuid) => state.store.find_thread(&own, uuid).await?,
+        None => None,
+    };
+    let Some(thread) = thread else {
+        return Err(ApiError::not_found());
+    };
+    if let Some(transcript) = state.generations.follow(thread.id) {
+        return Ok(ndjson(ResponseBody::from_stream(follow::local(transcript))));
+    }
+    match state.store.generating_answer(thread.id).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(answer) => Ok(ndjson(ResponseBody::from_stream(follow::remote(
+            state.store.clone(),
+            answer,
+            state.chat.save_interval,
+        )))),
+    }
+}
+
+fn ndjson(body: ResponseBody) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
 }

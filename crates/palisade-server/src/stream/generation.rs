@@ -28,6 +28,7 @@ use futures_util::StreamExt;
 use palisade_llm::{CancellationToken, ChatEvent, ChatProvider, ChatRequest, LlmError, Usage};
 use palisade_store::{AnswerProgress, AnswerTo, Store};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -89,8 +90,8 @@ struct Saver<'a> {
     settings: &'a ChatSettings,
     message_id: i64,
     lease: Uuid,
-    /// Length of the text last written.
-    saved_len: usize,
+    /// Lengths of the text and transcript last written (both only grow).
+    saved_len: (usize, usize),
     /// Deltas the model streamed: the output token estimate.
     deltas: u64,
     lease_lost: bool,
@@ -105,16 +106,22 @@ impl<'a> Saver<'a> {
             settings: &generation.settings,
             message_id,
             lease: generation.lease,
-            saved_len: 0,
+            saved_len: (0, 0),
             deltas: 0,
             lease_lost: false,
             failing: false,
         }
     }
 
-    fn progress_of<'t>(&self, text: &'t str, done: bool) -> AnswerProgress<'t> {
+    fn progress_of<'t>(
+        &self,
+        text: &'t str,
+        transcript: &'t str,
+        done: bool,
+    ) -> AnswerProgress<'t> {
         AnswerProgress {
             content: text,
+            transcript,
             output_tokens: saturating_i64(self.deltas),
             done,
         }
@@ -122,18 +129,19 @@ impl<'a> Saver<'a> {
 
     /// Saves the text so far if it grew. `false` when the lease is lost;
     /// a database error is logged and the next tick tries again.
-    async fn progress(&mut self, text: &str) -> bool {
-        if text.len() == self.saved_len {
+    async fn progress(&mut self, text: &str, transcript: &str) -> bool {
+        let len = (text.len(), transcript.len());
+        if len == self.saved_len {
             return true;
         }
-        let progress = self.progress_of(text, false);
+        let progress = self.progress_of(text, transcript, false);
         match self
             .store
             .save_answer(self.message_id, self.lease, &progress)
             .await
         {
             Ok(true) => {
-                self.saved_len = text.len();
+                self.saved_len = len;
                 self.failing = false;
                 true
             }
@@ -153,11 +161,11 @@ impl<'a> Saver<'a> {
 
     /// Saves the whole answer, retrying with backoff for `save_retry` while
     /// the database fails. `true` once it is stored.
-    async fn finish(&mut self, text: &str) -> bool {
+    async fn finish(&mut self, text: &str, transcript: &str) -> bool {
         let deadline = tokio::time::Instant::now() + self.settings.save_retry;
         let mut pause = Duration::from_millis(250);
         loop {
-            let progress = self.progress_of(text, true);
+            let progress = self.progress_of(text, transcript, true);
             match self
                 .store
                 .save_answer(self.message_id, self.lease, &progress)
@@ -186,23 +194,47 @@ impl<'a> Saver<'a> {
     }
 }
 
-/// Where the lines go: the response body, while the client is there.
-pub struct Lines(UnboundedSender<Bytes>);
+/// Where the lines go: the response body, while the client is there, and
+/// the transcript, which followers of the answer read (here directly, on
+/// other nodes through its saved copy).
+pub struct Lines {
+    client: UnboundedSender<Bytes>,
+    transcript: watch::Sender<String>,
+}
 
 impl Lines {
-    pub fn new(sender: UnboundedSender<Bytes>) -> Lines {
-        Lines(sender)
+    pub fn new(client: UnboundedSender<Bytes>) -> Lines {
+        Lines {
+            client,
+            transcript: watch::Sender::new(String::new()),
+        }
     }
 
     fn send(&self, line: Line<'_>) {
-        // A send fails only when the client went away; the answer goes on.
-        let _ = self.0.send(line.to_bytes());
+        self.send_bytes(line.to_bytes());
     }
 
     fn send_blocks(&self, blocks: &[Block]) {
         if !blocks.is_empty() {
-            let _ = self.0.send(Bytes::from(encode_blocks(blocks)));
+            self.send_bytes(Bytes::from(encode_blocks(blocks)));
         }
+    }
+
+    fn send_bytes(&self, bytes: Bytes) {
+        // Lines are ASCII (the encoder escapes everything else).
+        self.transcript
+            .send_modify(|text| text.push_str(&String::from_utf8_lossy(&bytes)));
+        // A send fails only when the client went away; the answer goes on.
+        let _ = self.client.send(bytes);
+    }
+
+    /// Everything sent so far.
+    fn transcript(&self) -> String {
+        self.transcript.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<String> {
+        self.transcript.subscribe()
     }
 }
 
@@ -211,6 +243,11 @@ impl Generation {
     /// is dropped, that is after everything (title and usage included) is
     /// stored, so a client that read to the end sees the final state.
     pub async fn run(self, lines: Lines) {
+        // Registered before the first line, so a follower on this node sees
+        // the whole transcript.
+        let registration = self
+            .generations
+            .register(self.thread_id, self.lease, lines.subscribe());
         let thread_uuid = render::uuid(&self.thread_uuid);
         lines.send(Line::ThreadMeta {
             thread_uuid: &thread_uuid,
@@ -219,7 +256,6 @@ impl Generation {
             lines.send(Line::Warning(&self.warning));
         }
 
-        let registration = self.generations.register(self.thread_id, self.lease);
         let cancel = registration.token().clone();
         let watchdog = Watchdog::spawn(
             self.store.clone(),
@@ -281,20 +317,26 @@ impl Generation {
             Ending::Complete => {}
         }
 
+        // The final line goes into the saved transcript with the end of the
+        // answer, and to the client only once that save succeeded.
+        let user_message = answer.user_message.as_ref().map(|m| render::uuid(&m.uuid));
+        let assistant_message = render::uuid(&answer.assistant_message.uuid);
+        let final_line = Line::FinalMeta {
+            user_message_uuid: user_message.as_deref(),
+            assistant_message_uuid: &assistant_message,
+        }
+        .to_bytes();
         // The lease stays renewed while the end is saved (and retried).
         let saved = if matches!(ending, Ending::LeaseLost) {
             false
         } else {
-            saver.finish(&text).await
+            let mut transcript = lines.transcript();
+            transcript.push_str(&String::from_utf8_lossy(&final_line));
+            saver.finish(&text, &transcript).await
         };
         drop(watchdog);
         if saved {
-            let user_message = answer.user_message.as_ref().map(|m| render::uuid(&m.uuid));
-            let assistant_message = render::uuid(&answer.assistant_message.uuid);
-            lines.send(Line::FinalMeta {
-                user_message_uuid: user_message.as_deref(),
-                assistant_message_uuid: &assistant_message,
-            });
+            lines.send_bytes(final_line);
         } else if !matches!(ending, Ending::LeaseLost) {
             lines.send(Line::NotSaved);
         }
@@ -379,7 +421,7 @@ impl Generation {
                     None => return (Ending::Failed(LlmError::Truncated), None),
                 },
                 _ = tick.tick() => {
-                    if !saver.progress(text).await {
+                    if !saver.progress(text, &lines.transcript()).await {
                         cancel.cancel();
                         return (Ending::LeaseLost, None);
                     }

@@ -9,9 +9,11 @@
 //! * [`ndjson`]: the wire encoding of every line of the stream.
 //! * [`registry`]: the generations running on this node (cancel, shutdown).
 //! * [`recovery`]: the sweep that marks answers of dead nodes interrupted.
+//! * [`follow`]: following a running answer from any node.
 //! * [`settings`]: what an operator configures about chat.
 
 pub mod blocks;
+pub mod follow;
 pub mod generation;
 pub mod ndjson;
 pub mod recovery;

@@ -1,6 +1,8 @@
 //! The generations running on this node: their cancel signals, so a cancel
-//! request served here stops a local generation at once, and a task tracker,
-//! so shutdown can wait for every answer to be stored.
+//! request served here stops a local generation at once; their transcripts,
+//! so a client following an answer on this node gets each line as it is
+//! sent; and a task tracker, so shutdown can wait for every answer to be
+//! stored.
 //!
 //! Other nodes are reached through the database flag instead (see
 //! `Store::request_generation_cancel`); this registry only shortens the
@@ -11,27 +13,48 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use palisade_llm::CancellationToken;
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
+
+/// One generation running here.
+struct Running {
+    lease: Uuid,
+    cancel: CancellationToken,
+    /// The NDJSON sent so far; closed when the generation's lines end.
+    transcript: watch::Receiver<String>,
+}
 
 /// Running generations by thread id.
 #[derive(Default)]
 pub struct Generations {
     /// A plain mutex: it is held for a map operation, never across an await.
-    running: Mutex<HashMap<i64, (Uuid, CancellationToken)>>,
+    running: Mutex<HashMap<i64, Running>>,
     tasks: TaskTracker,
 }
 
 impl Generations {
-    fn running(&self) -> MutexGuard<'_, HashMap<i64, (Uuid, CancellationToken)>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<i64, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers the generation holding `lease` on a thread; the guard
-    /// removes it again when dropped.
-    pub fn register(&self, thread_id: i64, lease: Uuid) -> Registration<'_> {
+    /// Registers the generation holding `lease` on a thread, with its
+    /// transcript; the guard removes it again when dropped.
+    pub fn register(
+        &self,
+        thread_id: i64,
+        lease: Uuid,
+        transcript: watch::Receiver<String>,
+    ) -> Registration<'_> {
         let token = CancellationToken::new();
-        self.running().insert(thread_id, (lease, token.clone()));
+        self.running().insert(
+            thread_id,
+            Running {
+                lease,
+                cancel: token.clone(),
+                transcript,
+            },
+        );
         Registration {
             generations: self,
             thread_id,
@@ -43,12 +66,19 @@ impl Generations {
     /// Signals the thread's generation if it runs here; `false` otherwise.
     pub fn cancel_local(&self, thread_id: i64) -> bool {
         match self.running().get(&thread_id) {
-            Some((_, token)) => {
-                token.cancel();
+            Some(running) => {
+                running.cancel.cancel();
                 true
             }
             None => false,
         }
+    }
+
+    /// The transcript of the thread's generation, if it runs here.
+    pub fn follow(&self, thread_id: i64) -> Option<watch::Receiver<String>> {
+        self.running()
+            .get(&thread_id)
+            .map(|running| running.transcript.clone())
     }
 
     /// How many generations run on this node.
@@ -81,8 +111,8 @@ impl Generations {
             running = self.len(),
             "generations still running at shutdown; cancelling them"
         );
-        for (_, token) in self.running().values() {
-            token.cancel();
+        for running in self.running().values() {
+            running.cancel.cancel();
         }
         self.tasks.wait().await;
     }
@@ -109,7 +139,7 @@ impl Drop for Registration<'_> {
         // A newer generation of the same thread may have registered already.
         if running
             .get(&self.thread_id)
-            .is_some_and(|(lease, _)| *lease == self.lease)
+            .is_some_and(|entry| entry.lease == self.lease)
         {
             running.remove(&self.thread_id);
         }
