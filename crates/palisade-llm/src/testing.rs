@@ -285,9 +285,20 @@ impl FakeOpenAi {
 
     /// Waits until at least `count` client disconnects were observed.
     pub async fn wait_for_disconnects(&self, count: usize, timeout: Duration) -> bool {
+        self.wait_until(|| self.disconnects() >= count, timeout)
+            .await
+    }
+
+    /// Waits until at least `count` requests were received.
+    pub async fn wait_for_requests(&self, count: usize, timeout: Duration) -> bool {
+        self.wait_until(|| self.request_count() >= count, timeout)
+            .await
+    }
+
+    async fn wait_until(&self, done: impl Fn() -> bool, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.disconnects() >= count {
+            if done() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -126,7 +126,9 @@ async fn critical_inputs_get_the_canned_reply(store: Arc<dyn Store>) {
             chat.answer_calls().is_empty(),
             "no answer call for {attack:?}"
         );
-        // The canned path on a new thread still asks for a title (item 56).
+        // The canned path on a new thread still asks for a title (item 56),
+        // after the response ended.
+        chat.settle().await;
         assert_eq!(chat.title_calls().len(), n + 1);
 
         let messages = chat.active_messages(streamed.thread_uuid()).await;

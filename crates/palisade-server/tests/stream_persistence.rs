@@ -313,6 +313,8 @@ async fn titles_and_usage(store: Arc<dyn Store>) {
         .stream(&alice, &json!({"input": "How do I set up quotas?"}))
         .await;
     assert_eq!(streamed.markdown(), "An answer");
+    // The title is made after the response ended.
+    chat.settle().await;
     let thread = chat
         .store
         .find_thread(
@@ -354,6 +356,7 @@ async fn titles_and_usage(store: Arc<dyn Store>) {
         let streamed = chat.stream(&alice, &json!({"input": "hello"})).await;
         assert_eq!(streamed.markdown(), "ok");
         assert!(streamed.final_meta().is_some());
+        chat.settle().await;
         let thread = chat.reload_by_uuid(streamed.thread_uuid()).await;
         assert_eq!(thread.name, "New chat");
     }
@@ -363,8 +366,33 @@ async fn titles_and_usage(store: Arc<dyn Store>) {
     let long = "word ".repeat(60);
     chat.llm.push(FakeResponse::answer(&[long.as_str()], None));
     let streamed = chat.stream(&alice, &json!({"input": "hello"})).await;
+    chat.settle().await;
     let thread = chat.reload_by_uuid(streamed.thread_uuid()).await;
     assert_eq!(thread.name.chars().count(), 150);
+}
+
+/// The response ends right after the final line: a new thread's title is
+/// made afterwards, so a title call that hangs does not hold the client.
+async fn the_response_does_not_wait_for_the_title(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    chat.answer("An answer");
+    chat.llm
+        .push(FakeResponse::Stream(vec![role_chunk(), FakeStep::Hang]));
+    let streamed = tokio::time::timeout(
+        Duration::from_secs(10),
+        chat.stream(&alice, &json!({"input": "hello"})),
+    )
+    .await
+    .expect("the response ended while the title call hangs");
+    assert_eq!(streamed.markdown(), "An answer");
+    assert!(streamed.final_meta().is_some());
+    assert!(
+        chat.llm.wait_for_requests(2, Duration::from_secs(5)).await,
+        "the title call was made"
+    );
+    let thread = chat.reload_by_uuid(streamed.thread_uuid()).await;
+    assert_eq!(thread.name, "New chat");
 }
 
 /// Item 57 and deviation 1: system prompt, then the newest N active
@@ -512,4 +540,5 @@ palisade_store::test_on_both_backends!(
     prompt_shape,
     history_limit_zero,
     replaced_messages_are_not_in_the_prompt,
+    the_response_does_not_wait_for_the_title,
 );

@@ -4,6 +4,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use palisade_llm::testing::{FakeOpenAi, FakeResponse};
 use palisade_store::Store;
@@ -198,11 +199,20 @@ async fn serve_bootstraps_admin_and_cli_manages_users(url: String, store: Arc<dy
     );
     assert_eq!(call.body["model"], "fake-model");
     let thread = lines[0]["m"]["thread_uuid"].as_str().expect("thread uuid");
-    let thread: serde_json::Value = get(port, &token, &format!("/api/chat-threads/{thread}/"))
-        .await
-        .json()
-        .await
-        .expect("thread json");
+    // The title is generated after the response ended.
+    let mut named = serde_json::Value::Null;
+    for _ in 0..100 {
+        named = get(port, &token, &format!("/api/chat-threads/{thread}/"))
+            .await
+            .json()
+            .await
+            .expect("thread json");
+        if named["name"] != "New chat" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let thread = named;
     assert_eq!(thread["name"], "Simple sums");
     assert_eq!(thread["message_count"], 2);
     drop(server);

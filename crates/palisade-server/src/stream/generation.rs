@@ -17,8 +17,8 @@
 //! once the answer is stored.
 //!
 //! Order of work: thread line, warning, answer row, content lines, `e` line
-//! on failure, answer saved in full, final metadata line, then (new thread
-//! only) the title call, then token usage.
+//! on failure, answer saved in full, final metadata line, token usage — the
+//! response ends there — then (new thread only) the title call and its usage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,8 +240,8 @@ impl Lines {
 
 impl Generation {
     /// Runs the generation to the end. The response body ends when `lines`
-    /// is dropped, that is after everything (title and usage included) is
-    /// stored, so a client that read to the end sees the final state.
+    /// is dropped: right after the final line, once the answer and its
+    /// usage are stored. A new thread's title is made after that.
     pub async fn run(self, lines: Lines) {
         // Registered before the first line, so a follower on this node sees
         // the whole transcript.
@@ -350,7 +350,6 @@ impl Generation {
         // sends none), what it produced is still paid for: one token per
         // streamed delta, and the prompt estimated at 4 characters a token.
         let usage = usage.or_else(|| self.estimated_usage(saver.deltas));
-        let mut spent = usage.map_or(0, |u| u.total());
         if let (Some(answer), Some(usage)) = (&answer, usage) {
             let recorded = self
                 .store
@@ -364,18 +363,29 @@ impl Generation {
                 tracing::error!(error = %err, "cannot record the answer's token usage");
             }
         }
-        if self.new_thread && matches!(ending, Ending::Complete) && !self.stored_input.is_empty() {
-            spent = spent.saturating_add(self.generate_title().await);
-        }
-        if spent > 0
-            && let Err(err) = self
-                .store
-                .add_token_usage(self.user_id, saturating_i64(spent))
-                .await
-        {
-            tracing::error!(error = %err, user = self.user_id, spent, "cannot record token usage");
-        }
+        self.charge(usage.map_or(0, |u| u.total())).await;
+        // The response ends here, right after the final line: the title
+        // below is the thread's business, not this client's (it polls the
+        // thread or sees it in the list).
         drop(lines);
+        if self.new_thread && matches!(ending, Ending::Complete) && !self.stored_input.is_empty() {
+            let spent = self.generate_title().await;
+            self.charge(spent).await;
+        }
+    }
+
+    /// Adds tokens to the user's daily, weekly and monthly usage.
+    async fn charge(&self, tokens: u64) {
+        if tokens == 0 {
+            return;
+        }
+        if let Err(err) = self
+            .store
+            .add_token_usage(self.user_id, saturating_i64(tokens))
+            .await
+        {
+            tracing::error!(error = %err, user = self.user_id, tokens, "cannot record token usage");
+        }
     }
 
     /// Streams the model's answer into `text` and the parser, saving the

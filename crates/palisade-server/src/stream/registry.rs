@@ -90,6 +90,12 @@ impl Generations {
         self.len() == 0
     }
 
+    /// Generation tasks still running here, including those that already
+    /// ended their response and are making a title.
+    pub fn tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// Runs a generation as a tracked task, independent of the request that
     /// started it.
     pub fn spawn<F>(&self, task: F)

@@ -40,6 +40,8 @@ pub struct TestServer {
     pub base: String,
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
+    /// The server's running generations (to wait for background work).
+    pub generations: Arc<palisade_server::Generations>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -67,6 +69,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let state = AppState::new(store.clone(), guard, chat);
+        let generations = state.generations.clone();
         tokio::spawn(palisade_server::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -74,8 +77,21 @@ impl TestServer {
             base,
             store,
             client: reqwest::Client::new(),
+            generations,
             _shutdown: tx,
         }
+    }
+
+    /// Waits until no generation task runs on this server: the work after
+    /// a response ends (a new thread's title) is done.
+    pub async fn settle(&self) {
+        for _ in 0..500 {
+            if self.generations.tasks() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("generations still running after 10 s");
     }
 
     pub fn url(&self, path: &str) -> String {
