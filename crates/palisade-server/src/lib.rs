@@ -66,20 +66,74 @@ pub fn app(state: AppState) -> Router {
     routes::router(state).layer(TraceLayer::new_for_http())
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish and running generations store their answers.
+/// Serves `app` on `listener` until `shutdown` resolves, then stops as
+/// [`serve_with_grace`] does with the default grace period.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_grace(
+        listener,
+        state,
+        shutdown,
+        std::future::pending(),
+        SHUTDOWN_GRACE,
+    )
+    .await
+}
+
+/// Serves `app` on `listener`. When `stop` resolves, the listener closes at
+/// once and running answers get `grace` to finish (less if `hurry`
+/// resolves first: a second signal); then they are cancelled, their partial
+/// answers stored and their streams ended with an `e` line. Returns when
+/// every connection and generation has ended.
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    hurry: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
     let generations = state.generations.clone();
     let _sweeper = stream::recovery::Sweeper::spawn(state.store.clone(), state.chat.lease_ttl);
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let signalled = stopping.clone();
+    let graceful = async move {
+        stop.await;
+        signalled.cancel();
+    };
+    // The grace period runs from the signal, beside the graceful shutdown
+    // (which waits for open streams, and so for their answers).
+    let deadline = tokio::spawn({
+        let generations = generations.clone();
+        let stopping = stopping.clone();
+        async move {
+            stopping.cancelled().await;
+            tracing::info!(
+                running = generations.len(),
+                grace = ?grace,
+                "stopping: no new connections; running answers have the grace period to finish"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {
+                    tracing::warn!(running = generations.len(), "grace period over; stopping running answers");
+                }
+                () = hurry => {
+                    tracing::warn!(running = generations.len(), "second signal; stopping running answers now");
+                }
+            }
+            generations.stop_all();
+        }
+    });
     // Connection info gives the login lockout the client's address.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(graceful)
         .await;
-    generations.shutdown(SHUTDOWN_GRACE).await;
+    // Answers whose clients left are still running: they get the rest of
+    // the grace period too.
+    generations.wait().await;
+    deadline.abort();
     served
 }

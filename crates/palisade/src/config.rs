@@ -87,6 +87,9 @@ pub struct Config {
     /// Lifetime of a token issued by password login, e.g. `24h`, `7d`
     /// (`PALISADE_LOGIN_TOKEN_TTL`).
     pub login_token_ttl: String,
+    /// How long running answers may finish after a shutdown signal, e.g.
+    /// `30s` (`PALISADE_SHUTDOWN_GRACE`).
+    pub shutdown_grace: String,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             token_limit_weekly: -1,
             token_limit_monthly: -1,
             login_token_ttl: "24h".into(),
+            shutdown_grace: "30s".into(),
         }
     }
 }
@@ -141,6 +145,7 @@ const ENV_KEYS: &[&str] = &[
     "token_limit_weekly",
     "token_limit_monthly",
     "login_token_ttl",
+    "shutdown_grace",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -268,6 +273,16 @@ impl Config {
             "PALISADE_LOGIN_TOKEN_TTL / login_token_ttl may not be zero"
         );
         Ok(ttl)
+    }
+
+    /// How long running answers may finish after a shutdown signal.
+    pub fn shutdown_grace(&self) -> Result<std::time::Duration> {
+        humantime::parse_duration(self.shutdown_grace.trim()).with_context(|| {
+            format!(
+                "PALISADE_SHUTDOWN_GRACE / shutdown_grace = {:?} is not a duration like 30s or 2m",
+                self.shutdown_grace
+            )
+        })
     }
 
     /// The default SQLite file (in the data dir, as an absolute path, so

@@ -381,6 +381,7 @@ async fn serve(
         config.chat_settings(provider),
     );
     state.login_token_ttl = config.login_token_ttl()?;
+    let grace = config.shutdown_grace()?;
     let address = browser_url(config.bind);
     // Printed after the model is loaded (its fetch may print a lot), so it
     // is the last thing on the screen when the server is ready.
@@ -396,7 +397,8 @@ async fn serve(
         database = %url,
         "Palisade is listening: open {address} in a browser (API docs at {address}api/docs/)"
     );
-    palisade_server::serve(listener, state, shutdown_signal()).await?;
+    let (stop, hurry) = shutdown_signals();
+    palisade_server::serve_with_grace(listener, state, stop, hurry, grace).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -435,8 +437,10 @@ async fn chat_provider(config: &Config) -> Result<Option<Arc<dyn ChatProvider>>>
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM, so in-flight requests can finish.
-async fn shutdown_signal() {
+/// Ctrl-C (SIGINT) or SIGTERM, whichever comes next; its name.
+async fn next_signal(
+    #[cfg(unix)] terminate: &mut Option<tokio::signal::unix::Signal>,
+) -> &'static str {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %err, "cannot listen for Ctrl-C");
@@ -444,21 +448,68 @@ async fn shutdown_signal() {
         }
     };
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+    let term = async {
+        match terminate {
+            Some(signal) => {
                 signal.recv().await;
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+    let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        () = ctrl_c => "SIGINT",
+        () = term => "SIGTERM",
     }
+}
+
+/// Two futures: the first signal (stop accepting, give running answers the
+/// grace period) and the second (stop them now). Both are logged.
+fn shutdown_signals() -> (
+    impl std::future::Future<Output = ()> + Send + 'static,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    None
+                }
+            };
+        let name = next_signal(
+            #[cfg(unix)]
+            &mut terminate,
+        )
+        .await;
+        tracing::info!(
+            signal = name,
+            "shutting down; a second signal stops running answers at once"
+        );
+        let _ = first_tx.send(());
+        let name = next_signal(
+            #[cfg(unix)]
+            &mut terminate,
+        )
+        .await;
+        tracing::warn!(signal = name, "second signal");
+        let _ = second_tx.send(());
+    });
+    // A dropped sender (the listener task died) must not read as a signal.
+    let first = async move {
+        if first_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let second = async move {
+        if second_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    (first, second)
 }

@@ -309,6 +309,10 @@ impl Generation {
                     Line::Interrupted
                 });
             }
+            Ending::Cancelled if self.generations.stopping().is_cancelled() => {
+                tracing::info!(thread = %thread_uuid, "generation stopped by shutdown");
+                lines.send(Line::Interrupted);
+            }
             Ending::Cancelled => tracing::info!(thread = %thread_uuid, "generation cancelled"),
             Ending::LeaseLost => {
                 tracing::warn!(thread = %thread_uuid, "generation lease lost; the answer stops here");
@@ -475,6 +479,13 @@ impl Generation {
                 .stream(request, CancellationToken::new())
                 .await?;
             Ok::<_, LlmError>(palisade_llm::collect(events).await)
+        };
+        // Shutdown does not wait for a title.
+        let call = async {
+            tokio::select! {
+                result = call => result,
+                () = self.generations.stopping().cancelled() => Err(LlmError::Cancelled),
+            }
         };
         let collected = match tokio::time::timeout(self.settings.title_timeout, call).await {
             Ok(Ok(collected)) => collected,

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use palisade_llm::CancellationToken;
 use tokio::sync::watch;
@@ -31,6 +30,8 @@ pub struct Generations {
     /// A plain mutex: it is held for a map operation, never across an await.
     running: Mutex<HashMap<i64, Running>>,
     tasks: TaskTracker,
+    /// Fired when shutdown stops the generations that are still running.
+    stopping: CancellationToken,
 }
 
 impl Generations {
@@ -46,7 +47,9 @@ impl Generations {
         lease: Uuid,
         transcript: watch::Receiver<String>,
     ) -> Registration<'_> {
-        let token = CancellationToken::new();
+        // A generation that starts after shutdown cancelled the others is
+        // cancelled at once.
+        let token = self.stopping.child_token();
         self.running().insert(
             thread_id,
             Running {
@@ -105,21 +108,21 @@ impl Generations {
         self.tasks.spawn(task);
     }
 
-    /// Waits for running generations to finish and store their answers. After
-    /// `grace`, the rest are cancelled (their partial answers are still
-    /// stored) and awaited.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Cancels every generation running here, for shutdown: their partial
+    /// answers are stored and their streams end with an `e` line.
+    pub fn stop_all(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Whether shutdown cancelled the generations.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stopping
+    }
+
+    /// Waits until every generation task has ended (after shutdown began:
+    /// no new ones are tracked).
+    pub async fn wait(&self) {
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
-            return;
-        }
-        tracing::warn!(
-            running = self.len(),
-            "generations still running at shutdown; cancelling them"
-        );
-        for running in self.running().values() {
-            running.cancel.cancel();
-        }
         self.tasks.wait().await;
     }
 }
