@@ -97,6 +97,11 @@ pub async fn serve_with_grace(
 ) -> std::io::Result<()> {
     let generations = state.generations.clone();
     let _sweeper = stream::recovery::Sweeper::spawn(state.store.clone(), state.chat.lease_ttl);
+    let _cancel_watcher = stream::recovery::CancelWatcher::spawn(
+        state.store.clone(),
+        generations.clone(),
+        state.chat.cancel_poll_interval,
+    );
     let stopping = tokio_util::sync::CancellationToken::new();
     let signalled = stopping.clone();
     let graceful = async move {

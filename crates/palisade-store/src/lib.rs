@@ -137,9 +137,9 @@ pub trait Store: Send + Sync + 'static {
     /// Asks the generation running on the thread (on any node) to stop;
     /// `false` when none is running.
     async fn request_generation_cancel(&self, thread_id: i64) -> Result<bool>;
-    /// Whether the generation holding `lease` should stop: a cancel was
-    /// requested, or the lease is no longer its own.
-    async fn generation_cancelled(&self, thread_id: i64, lease: Uuid) -> Result<bool>;
+    /// Which of these threads have a cancel request pending: one query for
+    /// all the generations a node runs.
+    async fn cancel_requests(&self, thread_ids: &[i64]) -> Result<Vec<i64>>;
 
     // Messages.
 

@@ -692,20 +692,19 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn generation_cancelled(
-                &self,
-                thread_id: i64,
-                lease: uuid::Uuid,
-            ) -> $crate::Result<bool> {
-                let requested: Option<Option<i64>> = sqlx::query_scalar(
-                    "SELECT cancel_requested_at FROM threads WHERE id = $1 AND generation_lease = $2",
-                )
-                .bind(thread_id)
-                .bind($crate::rows::uuid_text(lease))
-                .fetch_optional(&self.pool)
-                .await?;
-                // No row: the lease is no longer this generation's.
-                Ok(!matches!(requested, Some(None)))
+            async fn cancel_requests(&self, thread_ids: &[i64]) -> $crate::Result<Vec<i64>> {
+                if thread_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT id FROM threads WHERE cancel_requested_at IS NOT NULL AND id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for id in thread_ids {
+                    ids.push_bind(*id);
+                }
+                qb.push(")");
+                Ok(qb.build_query_scalar().fetch_all(&self.pool).await?)
             }
 
             async fn insert_message(

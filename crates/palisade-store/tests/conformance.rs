@@ -674,14 +674,13 @@ mod leases {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(db.acquire_generation_lease(t.id, next, LONG).await.unwrap());
-        // The old holder has lost it and is told to stop.
+        // The old holder has lost it and is told to stop; the new one keeps it.
         assert!(
             !db.renew_generation_lease(t.id, crashed, LONG)
                 .await
                 .unwrap()
         );
-        assert!(db.generation_cancelled(t.id, crashed).await.unwrap());
-        assert!(!db.generation_cancelled(t.id, next).await.unwrap());
+        assert!(db.renew_generation_lease(t.id, next, LONG).await.unwrap());
     }
 
     async fn racing_acquires_have_one_winner(db: Db) {
@@ -717,9 +716,9 @@ mod leases {
                 .await
                 .unwrap()
         );
-        assert!(!db.generation_cancelled(t.id, lease).await.unwrap());
+        assert!(db.cancel_requests(&[t.id]).await.unwrap().is_empty());
         assert!(db.request_generation_cancel(t.id).await.unwrap());
-        assert!(db.generation_cancelled(t.id, lease).await.unwrap());
+        assert_eq!(db.cancel_requests(&[t.id]).await.unwrap(), [t.id]);
         // A new generation starts without the old request.
         db.release_generation_lease(t.id, lease).await.unwrap();
         assert!(!db.request_generation_cancel(t.id).await.unwrap());
@@ -729,10 +728,36 @@ mod leases {
                 .await
                 .unwrap()
         );
-        assert!(!db.generation_cancelled(t.id, again).await.unwrap());
+        assert!(db.cancel_requests(&[t.id]).await.unwrap().is_empty());
+    }
+
+    async fn cancel_requests_are_read_for_many_threads(db: Db) {
+        let alice = user(&db, "alice").await;
+        let mut threads = Vec::new();
+        for name in ["a", "b", "c"] {
+            let t = thread(&db, &alice, name).await;
+            assert!(
+                db.acquire_generation_lease(t.id, Uuid::new_v4(), LONG)
+                    .await
+                    .unwrap()
+            );
+            threads.push(t.id);
+        }
+        assert!(db.cancel_requests(&threads).await.unwrap().is_empty());
+        assert!(db.request_generation_cancel(threads[1]).await.unwrap());
+        assert!(db.request_generation_cancel(threads[2]).await.unwrap());
+        let mut flagged = db.cancel_requests(&threads).await.unwrap();
+        flagged.sort_unstable();
+        assert_eq!(flagged, [threads[1], threads[2]]);
+        assert_eq!(
+            db.cancel_requests(&threads[..2]).await.unwrap(),
+            [threads[1]]
+        );
+        assert!(db.cancel_requests(&[]).await.unwrap().is_empty());
     }
 
     palisade_store::test_on_both_backends!(
+        cancel_requests_are_read_for_many_threads,
         one_generation_per_thread,
         expired_leases_can_be_taken_over,
         racing_acquires_have_one_winner,

@@ -516,8 +516,9 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Keeps the lease alive and watches for a cancel request from any node,
-/// for as long as it lives (it is aborted when dropped).
+/// Keeps the lease alive for as long as it lives (it is aborted when
+/// dropped); cancels the generation when another generation took the thread.
+/// Cancel requests reach it through the node's cancel watcher.
 struct Watchdog(JoinHandle<()>);
 
 impl Watchdog {
@@ -529,9 +530,8 @@ impl Watchdog {
         cancel: CancellationToken,
     ) -> Watchdog {
         let ttl = settings.lease_ttl;
-        let poll = settings.cancel_poll_interval;
         Watchdog(tokio::spawn(async move {
-            watch(store.as_ref(), thread_id, lease, ttl, poll, &cancel).await;
+            renew(store.as_ref(), thread_id, lease, ttl, &cancel).await;
         }))
     }
 }
@@ -542,32 +542,21 @@ impl Drop for Watchdog {
     }
 }
 
-async fn watch(
+async fn renew(
     store: &dyn Store,
     thread_id: i64,
     lease: Uuid,
     ttl: Duration,
-    poll: Duration,
     cancel: &CancellationToken,
 ) {
     use tokio::time::{Instant, MissedTickBehavior, interval_at};
     // Renew well before expiry, so one slow database round trip is harmless.
     let renew_every = ttl / 3;
     let mut renew = interval_at(Instant::now() + renew_every, renew_every);
-    let mut check = interval_at(Instant::now() + poll, poll);
     renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = check.tick() => match store.generation_cancelled(thread_id, lease).await {
-                Ok(true) => {
-                    cancel.cancel();
-                    return;
-                }
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot check for a cancel request"),
-            },
             _ = renew.tick() => match store.renew_generation_lease(thread_id, lease, ttl).await {
                 Ok(true) => {}
                 Ok(false) => {

@@ -1,14 +1,21 @@
-//! The sweep that finds answers whose generation died with its node: every
-//! node looks every lease-ttl for rows still marked as generating whose
-//! thread lease expired or changed hands, and marks them interrupted (their
-//! content is kept, their tokens are counted). A new request on such a
-//! thread does the same for that thread at once; the sweep covers threads
-//! nobody writes to again.
+//! A node's background watchers over the database, one task each however
+//! many answers run:
+//!
+//! - the sweep that finds answers whose generation died with its node: it
+//!   looks every lease ttl for rows still marked as generating whose thread
+//!   lease expired or changed hands, and marks them interrupted (content
+//!   kept, tokens counted). A new request on such a thread does the same for
+//!   that thread at once; the sweep covers threads nobody writes to again;
+//! - the cancel watcher: one query every `cancel_poll_interval` for the cancel
+//!   requests (made on any node) of all the generations running here,
+//!   instead of one query per generation.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_store::Store;
+
+use super::registry::Generations;
 use tokio::task::JoinHandle;
 
 /// The running sweep; dropping it stops the sweep.
@@ -36,6 +43,44 @@ impl Sweeper {
 }
 
 impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Watches the database for cancel requests of this node's generations;
+/// dropping it stops the watch.
+pub struct CancelWatcher(JoinHandle<()>);
+
+impl CancelWatcher {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        generations: Arc<Generations>,
+        every: Duration,
+    ) -> CancelWatcher {
+        CancelWatcher(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let running = generations.thread_ids();
+                if running.is_empty() {
+                    continue;
+                }
+                match store.cancel_requests(&running).await {
+                    Ok(cancelled) => {
+                        for thread_id in cancelled {
+                            generations.cancel_local(thread_id);
+                        }
+                    }
+                    Err(err) => tracing::debug!(error = %err, "cannot check for cancel requests"),
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for CancelWatcher {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -77,6 +77,11 @@ impl Generations {
         }
     }
 
+    /// The threads whose generations run here.
+    pub fn thread_ids(&self) -> Vec<i64> {
+        self.running().keys().copied().collect()
+    }
+
     /// The transcript of the thread's generation, if it runs here.
     pub fn follow(&self, thread_id: i64) -> Option<watch::Receiver<String>> {
         self.running()

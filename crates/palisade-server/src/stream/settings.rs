@@ -28,8 +28,9 @@ pub struct ChatSettings {
     /// How long a generation lease lasts without renewal. A node that dies
     /// mid-answer frees its threads after at most this long.
     pub lease_ttl: Duration,
-    /// How often a running generation checks the database for a cancel
-    /// request made on another node (the same node signals it directly).
+    /// How often the node's cancel watcher reads the cancel requests (made
+    /// on any node) of the generations running here, in one query; a cancel
+    /// served by this node signals its generation directly.
     pub cancel_poll_interval: Duration,
     /// The whole title call, start to end.
     pub title_timeout: Duration,
