@@ -202,27 +202,39 @@ impl ChatProvider for OpenAiProvider {
             return Err(LlmError::Cancelled);
         }
         let first_byte_deadline = Instant::now() + self.config.first_byte_timeout;
-        let mut builder = self
-            .client
-            .post(&self.url)
-            .header(ACCEPT, "text/event-stream")
-            .json(&self.body(&request));
-        if let Some(value) = &self.authorization {
-            builder = builder.header(AUTHORIZATION, value.clone());
-        }
-
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(LlmError::Cancelled),
-            _ = sleep_until(first_byte_deadline) => {
-                return Err(LlmError::Timeout {
-                    kind: TimeoutKind::FirstByte,
-                    after: self.config.first_byte_timeout,
-                });
+        // A pooled keep-alive connection the server has closed fails the
+        // request before any byte comes back; the failed connection leaves
+        // the pool, so one more attempt goes out on a fresh one.
+        let mut retried = false;
+        let response = loop {
+            let mut builder = self
+                .client
+                .post(&self.url)
+                .header(ACCEPT, "text/event-stream")
+                .json(&self.body(&request));
+            if let Some(value) = &self.authorization {
+                builder = builder.header(AUTHORIZATION, value.clone());
             }
-            sent = builder.send() => sent,
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(LlmError::Cancelled),
+                _ = sleep_until(first_byte_deadline) => {
+                    return Err(LlmError::Timeout {
+                        kind: TimeoutKind::FirstByte,
+                        after: self.config.first_byte_timeout,
+                    });
+                }
+                sent = builder.send() => sent,
+            };
+            match sent {
+                Ok(response) => break response,
+                Err(err) if !retried && is_closed_connection(&err) => {
+                    tracing::debug!(error = %describe(&err), "upstream closed the connection; retrying once");
+                    retried = true;
+                }
+                Err(err) => return Err(self.send_error(&err)),
+            }
         };
-        let response = sent.map_err(|err| self.send_error(&err))?;
 
         let status = response.status();
         if !status.is_success() {
@@ -267,6 +279,13 @@ impl ChatProvider for OpenAiProvider {
             },
         )))
     }
+}
+
+/// A request that failed on an established connection before any response
+/// byte (not a connect failure, a timeout or a bad request): what a closed
+/// keep-alive connection looks like.
+fn is_closed_connection(err: &reqwest::Error) -> bool {
+    err.is_request() && !err.is_connect() && !err.is_timeout() && !err.is_builder()
 }
 
 impl OpenAiProvider {

@@ -58,6 +58,9 @@ pub enum FakeResponse {
     Status { status: u16, body: String },
     /// Wait before sending the response headers.
     Delayed(Duration, Box<FakeResponse>),
+    /// Close the connection without answering, as a server does with an
+    /// idle keep-alive connection the client reuses at that moment.
+    Hangup,
 }
 
 impl FakeResponse {
@@ -339,6 +342,12 @@ async fn respond(shared: Arc<Shared>, mut response: FakeResponse) -> Response {
             FakeResponse::Delayed(delay, inner) => {
                 tokio::time::sleep(delay).await;
                 response = *inner;
+            }
+            FakeResponse::Hangup => {
+                // Unwinding the connection's task drops its socket before a
+                // byte of the response is written. `resume_unwind` skips the
+                // panic hook, so nothing is printed.
+                std::panic::resume_unwind(Box::new("fake server hung up"));
             }
             FakeResponse::Status { status, body } => {
                 let status =

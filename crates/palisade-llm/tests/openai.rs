@@ -606,3 +606,38 @@ async fn https_without_tls_support_is_reported_as_configuration() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// A connection closed by the server before it answered (a pooled
+/// keep-alive connection the server dropped) is retried once on a fresh
+/// connection; the second answer is the one streamed.
+#[tokio::test]
+async fn a_closed_connection_is_retried_once() {
+    let (fake, provider) = setup(vec![
+        FakeResponse::answer(&["first"], None),
+        FakeResponse::Hangup,
+        FakeResponse::answer(&["second"], None),
+    ])
+    .await;
+    assert_eq!(run(&provider, request()).await.text, "first");
+    let out = run(&provider, request()).await;
+    assert_eq!(out.error, None);
+    assert_eq!(out.text, "second");
+    assert_eq!(
+        fake.request_count(),
+        3,
+        "the failed attempt reached the server"
+    );
+}
+
+/// Only once: a server that keeps hanging up is an error.
+#[tokio::test]
+async fn a_second_hangup_is_an_error() {
+    let (fake, provider) = setup(vec![FakeResponse::Hangup, FakeResponse::Hangup]).await;
+    let out = run(&provider, request()).await;
+    assert!(
+        matches!(out.error, Some(LlmError::Network(_))),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(fake.request_count(), 2);
+}
