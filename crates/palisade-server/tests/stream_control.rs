@@ -283,6 +283,44 @@ async fn cancel_is_owner_only(store: Arc<dyn Store>) {
     .await;
 }
 
+/// A cancel that lands inside a code block: the block as it stands is sent
+/// (not dropped), so the client has seen exactly the stored answer.
+async fn a_cancel_inside_a_code_block_sends_what_is_stored(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let partial = "Here is the script:\n```python\nfor i in range(3):\n    print(i)\n";
+    chat.llm.push(stalled_answer(partial));
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let (response, first) = first_line(response).await;
+    wait_for_row(&chat, thread.uuid, |m| m.content == partial).await;
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
+    assert_eq!(chat.post(&alice, &path).await.status(), 204);
+    let body = first + &response.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let content: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("k").is_some()).collect();
+    assert_eq!(
+        content,
+        [
+            &json!({"k": "markdown", "c": "Here is the script:\n"}),
+            &json!({"k": "load", "t": "code"}),
+            &json!({"k": "code", "c": "for i in range(3):\n    print(i)\n", "t": "python"}),
+        ],
+        "{body}"
+    );
+    assert!(!body.contains(r#""e":"#), "{body}");
+    let answer = wait_for_answer(&chat, thread.uuid).await;
+    assert_eq!(answer.content, partial);
+}
+
 /// Cancel served by another node reaches the generation through the
 /// database flag.
 async fn cancel_from_another_node(store: Arc<dyn Store>) {
@@ -301,6 +339,8 @@ async fn cancel_from_another_node(store: Arc<dyn Store>) {
         )
         .await;
     let (response, _) = first_line(response).await;
+    // Cancel once the model has sent its part (saved within 250 ms).
+    wait_for_row(&chat, thread.uuid, |m| m.content == "Half of it").await;
     let path = format!("/api/chat-threads/{}/cancel/", hex(&thread.uuid));
     assert_eq!(other_node.post(&alice, &path).await.status(), 204);
     let rest = response.text().await.unwrap();
@@ -531,6 +571,7 @@ palisade_store::test_on_both_backends!(
     concurrent_requests_race_safely,
     answers_outlive_the_connection,
     cancel_keeps_the_partial_answer,
+    a_cancel_inside_a_code_block_sends_what_is_stored,
     cancel_is_owner_only,
     cancel_from_another_node,
     stalled_upstream,

@@ -8,7 +8,7 @@
 //! `skipped: chromium not found` (a failure under `PALISADE_REQUIRE_BROWSER=1`).
 //!
 //! The tests save screenshots of the main screens (login.png, chat.png,
-//! chat-dark.png, phone.png, moderation.png, playground.png) into
+//! chat-dark.png, phone.png, moderation.png, playground.png, resume.png) into
 //! `PALISADE_SCREENSHOTS_DIR`, or a temporary directory when it is not set.
 
 mod common;
@@ -21,7 +21,9 @@ use common::browser::{Browser, Element, keys};
 use common::chat::{ChatServer, call_messages};
 use common::{TestServer, flagged, hex, shared_guard};
 use palisade_llm::OpenAiProvider;
-use palisade_llm::testing::{FakeOpenAi, FakeResponse, FakeStep, content_chunk, role_chunk};
+use palisade_llm::testing::{
+    FakeOpenAi, FakeResponse, FakeStep, content_chunk, done, finish_chunk, role_chunk,
+};
 use palisade_server::ChatSettings;
 use palisade_store::{Action, Role, Severity, Store};
 use serde_json::json;
@@ -537,6 +539,170 @@ async fn stop_regenerate_edit_retry(store: Arc<dyn Store>) {
         .await;
 }
 
+/// The parts of the answer that [`resume_after_reload_and_switch`] follows.
+const RESUMED_FIRST: &str = "The first part of the answer, streamed before the page is reloaded.";
+const RESUMED_CODE: &str = "print('resumed')";
+const RESUMED_END: &str = "And the end of the answer, after the code block.";
+
+/// A slow answer: a first part, then (after `pause`) a code block, then
+/// (after another pause) the end.
+fn slow_answer_with_code(pause: Duration) -> FakeResponse {
+    FakeResponse::Stream(vec![
+        role_chunk(),
+        content_chunk(&format!("{RESUMED_FIRST}\n\n")),
+        FakeStep::Delay(pause),
+        content_chunk(&format!("```python\n{RESUMED_CODE}\n```\n")),
+        FakeStep::Delay(pause),
+        content_chunk(RESUMED_END),
+        finish_chunk("stop"),
+        done(),
+    ])
+}
+
+/// Whether the last answer is being followed (a visible Stop button) and
+/// shows its code block: the block rendered live, not by the final reload.
+const LIVE_CODE_JS: &str = r#"
+const stop = document.querySelector('button[aria-label="Stop"]');
+const answers = document.querySelectorAll('section[aria-label="Conversation"] article[data-role="assistant"]');
+const last = answers[answers.length - 1];
+const code = last && last.querySelector('figure.code-block pre code');
+return !!stop && stop.getClientRects().length > 0 && !!code && code.textContent.includes(arguments[0]);
+"#;
+
+/// An answer still being generated when the page is reloaded, or when the
+/// user comes back to its thread, is followed live: the rest streams in
+/// (a code block that arrives after the reload is rendered), Send is off
+/// and Stop works; the final answer is the stored one, shown once.
+async fn resume_after_reload_and_switch(store: Arc<dyn Store>) {
+    let chat = patient_chat_server(store).await;
+    let alice = chat.user("alice").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    open_as(&browser, &chat, &alice.token, "#/").await;
+
+    // A slow answer in a new chat; the page is reloaded after its first part.
+    chat.llm.push(slow_answer_with_code(Duration::from_secs(3)));
+    chat.llm
+        .push(FakeResponse::answer(&["Resumed thread"], None));
+    send_message(&browser, "a slow question").await;
+    wait_for_message(&browser, "assistant", RESUMED_FIRST).await;
+    let url = browser.current_url().await;
+    let (_, thread) = url
+        .split_once("#/t/")
+        .unwrap_or_else(|| panic!("no thread in the URL {url}"));
+    let thread = uuid::Uuid::parse_str(thread).expect("thread uuid in the URL");
+    browser.refresh().await;
+
+    // The app follows the answer: Stop, Send disabled, the first part shown
+    // and the code block not there yet.
+    browser.wait_for_name(Some("button"), "Stop").await;
+    assert!(
+        browser
+            .find_css(r#"article[data-role="assistant"] figure.code-block"#)
+            .await
+            .is_none(),
+        "the code block was there before the answer was followed (a reload slower than the pause?): {}",
+        browser.diagnostics().await
+    );
+    wait_for_message(&browser, "assistant", RESUMED_FIRST).await;
+    browser
+        .fill_name(Some("textbox"), "Message", "a draft")
+        .await;
+    let send = browser.wait_for_name(Some("button"), "Send").await;
+    assert!(!send.is_enabled().await, "Send is disabled while following");
+
+    // The code block streams in while the answer is still followed.
+    browser
+        .wait_for_js_with(
+            "the code block, rendered while the answer streams",
+            LIVE_CODE_JS,
+            vec![json!(RESUMED_CODE)],
+        )
+        .await;
+    browser.screenshot(&screenshot_path("resume.png")).await;
+    let code = browser
+        .wait_for_css(r#"article[data-role="assistant"] figure.code-block"#)
+        .await;
+    let lang = code.find_css(".code-lang").await.expect("a .code-lang");
+    assert_eq!(lang.text().await, "python");
+
+    // The end: the stored answer, its first part once, no error.
+    wait_for_message(&browser, "assistant", RESUMED_END).await;
+    wait_until_idle(&browser, 1).await;
+    let answers = visible_messages(&browser, "assistant").await;
+    assert_eq!(answers[0].matches(RESUMED_FIRST).count(), 1, "{answers:?}");
+    assert!(answers[0].contains(RESUMED_CODE), "{answers:?}");
+    assert_eq!(visible_messages(&browser, "user").await.len(), 1);
+    assert!(
+        browser.find_css(".stream-error").await.is_none(),
+        "{}",
+        browser.diagnostics().await
+    );
+    let stored: Vec<String> = chat
+        .active_messages(thread)
+        .await
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "a slow question".to_owned(),
+            format!("{RESUMED_FIRST}\n\n```python\n{RESUMED_CODE}\n```\n{RESUMED_END}"),
+        ]
+    );
+    wait_for_sidebar_thread(&browser, "Resumed thread").await;
+
+    // Stop on a resumed answer: leave the thread mid-answer and come back.
+    chat.llm.push(stalled_answer(PARTIAL));
+    send_message(&browser, "a question to stop").await;
+    wait_for_message(&browser, "assistant", PARTIAL).await;
+    browser.click_name(Some("button"), "New chat").await;
+    browser
+        .wait_until("the new chat, without messages", async || {
+            visible_messages(&browser, "assistant")
+                .await
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+    browser.click_name(Some("link"), "Resumed thread").await;
+    wait_for_message(&browser, "assistant", PARTIAL).await;
+    browser.wait_for_name(Some("button"), "Stop").await;
+    wait_for_message(&browser, "user", "a question to stop").await;
+    browser.click_name(Some("button"), "Stop").await;
+    wait_until_idle(&browser, 2).await;
+    // Only the cancel endpoint ends the stalled upstream call this soon.
+    assert!(
+        chat.llm
+            .wait_for_disconnects(1, Duration::from_secs(10))
+            .await,
+        "the server did not cancel the generation"
+    );
+    wait_for_message(&browser, "assistant", "Stopped.").await;
+    assert!(
+        browser.find_css(".stream-error").await.is_none(),
+        "a cancel is not an error"
+    );
+    let stored: Vec<String> = chat
+        .active_messages(thread)
+        .await
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(stored[2..], ["a question to stop", PARTIAL]);
+    // The answer is done: its actions are back.
+    browser
+        .wait_until("a Regenerate button on the stopped answer", async || {
+            let answer = last_message(&browser, "assistant").await?;
+            answer.find_by_name(Some("button"), "Regenerate").await
+        })
+        .await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
 /// What the model echoes: markup and a script link, which must stay text.
 const XSS_ANSWER: [&str; 4] = [
     "Here is some markup:\n\n<img src=x onerror=\"window.__xss=1\">\n\n",
@@ -957,6 +1123,7 @@ async fn expired_token_returns_to_login(store: Arc<dyn Store>) {
 palisade_store::test_on_both_backends!(
     login_and_chat,
     stop_regenerate_edit_retry,
+    resume_after_reload_and_switch,
     model_output_is_inert_and_pii_warns,
     moderation_is_for_staff,
     expired_token_returns_to_login,

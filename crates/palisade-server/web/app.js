@@ -9,12 +9,12 @@
 // Sections:
 //   1. DOM helpers and icons
 //   2. API client (token, errors, 401 handling)
-//   3. NDJSON reader (the streamed answer)
+//   3. NDJSON reader (streamed and followed answers)
 //   4. Markdown renderer (safe subset, DOM nodes only)
 //   5. Answer segments (markdown / code / mermaid / placeholder / raw)
 //   6. App state, router and shell (header + sidebar)
 //   7. View: login
-//   8. View: chat (conversation, composer, streaming)
+//   8. View: chat (conversation, composer, streaming, following a running answer)
 //   9. View: moderation (flagged threads, message details)
 //  10. View: guard playground
 //  11. Boot
@@ -1316,11 +1316,11 @@
     els: null,
     threadUuid: null,     // the open thread; null on a new chat
     thread: null,
-    messages: [],         // {uuid, role, content, replaces, replaced, el, actions, answer, error}
+    messages: [],         // API fields (is_generating too) + replaced, pending, el, actions, answer, error, retry
     showHistory: false,
     loading: false,
     loadSeq: 0,
-    streaming: null,      // the running stream, see startStream
+    streaming: null,      // the running stream (direct or followed), see "Streaming"
     editing: null,        // the user message being edited
     draftBeforeEdit: '',
   };
@@ -1438,7 +1438,13 @@
     if (name) document.title = `${name} · Palisade`;
   }
 
-  async function loadThread(uuid, { keepScroll = false } = {}) {
+  /**
+   * Load a thread's messages and show them. An answer still being generated
+   * (is_generating) is then followed live (followAnswer); `followAttempt`
+   * counts the follows chained since the thread was opened, so a thread
+   * that keeps saying "generating" cannot make the app loop.
+   */
+  async function loadThread(uuid, { keepScroll = false, followAttempt = 0 } = {}) {
     const seq = ++chat.loadSeq;
     const sameThread = chat.threadUuid === uuid;
     chat.threadUuid = uuid;
@@ -1464,6 +1470,11 @@
         uuid: normalizeUuid(m.uuid),
         replaced: replacedUuids.has(normalizeUuid(m.uuid)),
       }));
+      // Only the owner may follow (staff opening another user's thread just see the text so far).
+      const running = findLast(chat.messages, (m) => !m.replaced && m.role === 'assistant' && m.is_generating);
+      const own = Boolean(thread && state.me && thread.user_username === state.me.username);
+      const follow = running && own && !chat.streaming && followAttempt < MAX_FOLLOWS ? running : null;
+      if (follow) follow.pending = true;
       chat.loading = false;
       const scrollTop = chat.els.scroller.scrollTop;
       renderChatHeader();
@@ -1471,6 +1482,7 @@
       if (keepScroll) chat.els.scroller.scrollTop = scrollTop;
       else scrollToBottom(true);
       if (!keepScroll) focusComposer(false);
+      if (follow) followAnswer(follow, followAttempt);
     } catch (err) {
       if (seq !== chat.loadSeq || err.status === 401) return;
       chat.loading = false;
@@ -1541,7 +1553,11 @@
     } else {
       const content = h('div', { class: 'markdown' });
       msg.answer = Answer.fromStored(content, msg.content || '');
-      if (!msg.pending && !msg.content) content.append(h('p', { class: 'muted-note' }, 'This answer was interrupted before any text was written.'));
+      if (msg.is_generating && !msg.pending) {
+        content.append(h('p', { class: 'muted-note' }, 'This answer is still being written.'));
+      } else if (!msg.pending && !msg.content) {
+        content.append(h('p', { class: 'muted-note' }, 'This answer was interrupted before any text was written.'));
+      }
       article.append(
         h('div', { class: 'avatar', 'aria-hidden': 'true' }, h('img', { src: '/assets/icon.svg', alt: '', width: '28', height: '28' })),
         h('div', { class: 'assistant-body' }, content));
@@ -1674,6 +1690,18 @@
   }
 
   // --- Streaming -------------------------------------------------------------
+  // Two ways an answer arrives, rendered by one reader (readAnswer):
+  //   - direct: POST /api/chat/stream/ (startStream), for what the user sends;
+  //   - followed: GET /api/chat-threads/<uuid>/stream/ (followAnswer), for an
+  //     answer still being generated when the thread is opened (page reload,
+  //     switching back to it). It replays the answer's lines from the first,
+  //     then the live ones; when it ends the thread is loaded again.
+  // Either way chat.streaming is the running stream: Stop shows, Send and
+  // the message actions are off, and switching threads detaches it (the
+  // server goes on generating and storing).
+
+  /** How many follows in a row one opening of a thread may chain. */
+  const MAX_FOLLOWS = 3;
 
   function lastActive(role) {
     return findLast(chat.messages, (m) => !m.replaced && m.role === role);
@@ -1685,6 +1713,19 @@
     startStream({ input: lastUser.content, mode: 'reload' });
   }
 
+  /**
+   * Retry after a broken connection: the server may still be generating, so
+   * show what is stored and follow the answer if it runs (or answer again
+   * when the thread never became known).
+   */
+  function resumeRetry(stream) {
+    const uuid = stream.threadUuid;
+    if (!uuid) return regenerate;
+    return () => {
+      if (chat.threadUuid === uuid) loadThread(uuid, { keepScroll: true });
+    };
+  }
+
   function removeMessagesAfter(msg) {
     const index = chat.messages.indexOf(msg);
     const removed = chat.messages.splice(index + 1);
@@ -1694,6 +1735,22 @@
   /** Keep only the newest Retry: an old error cannot be retried any more. */
   function retireOldRetries() {
     for (const button of chat.els.conversation.querySelectorAll('.stream-error .retry-btn')) button.remove();
+  }
+
+  /** Marks an answer as being written; returns its "writing…" indicator. */
+  function showWriting(assistant) {
+    assistant.el.classList.add('is-streaming');
+    assistant.el.setAttribute('aria-busy', 'true');
+    const typing = h('div', { class: 'typing', role: 'status' },
+      h('span', { class: 'dots', 'aria-hidden': 'true' }, h('span'), h('span'), h('span')), srOnly('Palisade is writing…'));
+    assistant.contentEl.append(typing);
+    return typing;
+  }
+
+  function endWriting(assistant) {
+    assistant.pending = false;
+    assistant.el.classList.remove('is-streaming');
+    assistant.el.removeAttribute('aria-busy');
   }
 
   /**
@@ -1729,16 +1786,13 @@
     const assistant = { role: 'assistant', content: '', pending: true, local: true };
     chat.messages.push(assistant);
     chat.els.conversation.append(renderMessage(assistant));
-    assistant.el.classList.add('is-streaming');
-    assistant.el.setAttribute('aria-busy', 'true');
-    const typing = h('div', { class: 'typing', role: 'status' },
-      h('span', { class: 'dots', 'aria-hidden': 'true' }, h('span'), h('span'), h('span')), srOnly('Palisade is writing…'));
-    assistant.contentEl.append(typing);
-    const answer = assistant.answer;
+    const typing = showWriting(assistant);
+    const removeTyping = () => { if (typing.isConnected) typing.remove(); };
 
     const stream = {
       controller: new AbortController(), threadUuid, stopRequested: false, detached: false,
-      assistant, userMsg, answer, mode, input,
+      assistant, userMsg, answer: assistant.answer, mode, input,
+      beforeContent: removeTyping, removeTyping,
     };
     chat.streaming = stream;
     updateComposer();
@@ -1760,13 +1814,28 @@
       preStreamFailed(stream, err, previousContent, editMsg);
       return;
     }
+    const result = await readAnswer(stream, response);
+    if (!result) return;
+    await finishStream(stream, result.final);
+  }
 
+  /**
+   * Render the NDJSON lines of an answer into stream.assistant (the same
+   * for a direct and a followed stream). Before each content line it calls
+   * stream.beforeContent(). Returns { final, failed } (final: the last
+   * metadata line, if it came), or null when the stream was detached.
+   */
+  async function readAnswer(stream, response) {
+    const { assistant, userMsg } = stream;
     let final = null;
     let failed = false;
-    const firstContent = () => { if (typing.isConnected) typing.remove(); };
+    const answer = () => {
+      stream.beforeContent();
+      return stream.answer;
+    };
     try {
       for await (const line of readNdjson(response)) {
-        if (stream.detached) return;
+        if (stream.detached) return null;
         if (line.m && typeof line.m === 'object') {
           if (line.m.thread_uuid) onThreadKnown(stream, normalizeUuid(line.m.thread_uuid));
           if ('assistant_message_uuid' in line.m || 'user_message_uuid' in line.m) final = line.m;
@@ -1777,42 +1846,37 @@
             userMsg.el.insertBefore(guardWarning(line.w), userMsg.actions);
           }
         } else if (typeof line.e === 'string') {
-          firstContent();
+          answer();
           failed = true;
           showStreamError(assistant, line.e);
         } else if (line.k === 'markdown') {
-          firstContent();
-          answer.appendMarkdown(String(line.c ?? ''));
+          answer().appendMarkdown(String(line.c ?? ''));
         } else if (line.k === 'load') {
-          firstContent();
-          answer.startBlock(line.t);
+          answer().startBlock(line.t);
         } else if (line.k === 'code') {
-          firstContent();
-          answer.completeBlock('code', line.c ?? '', line.t);
+          answer().completeBlock('code', line.c ?? '', line.t);
         } else if (line.k === 'mermaid') {
-          firstContent();
-          answer.completeBlock('mermaid', line.c ?? '', 'mermaid');
+          answer().completeBlock('mermaid', line.c ?? '', 'mermaid');
         } else if ('c' in line) {
-          firstContent();
-          answer.raw(line.c ?? '');
+          answer().raw(line.c ?? '');
         }
         scrollToBottom(false);
       }
     } catch (err) {
-      if (stream.detached) return;
+      if (stream.detached) return null;
       if (!failed) {
         failed = true;
-        firstContent();
-        showStreamError(assistant, 'The connection was interrupted before the answer was complete.');
+        stream.removeTyping();
+        showStreamError(assistant, 'The connection was interrupted before the answer was complete.', resumeRetry(stream));
       }
     }
-    if (stream.detached) return;
-    firstContent();
+    if (stream.detached) return null;
+    stream.removeTyping();
     if (!final && !failed) {
       failed = true;
-      showStreamError(assistant, 'The answer ended unexpectedly.');
+      showStreamError(assistant, 'The answer ended unexpectedly.', resumeRetry(stream));
     }
-    await finishStream(stream, final);
+    return { final, failed };
   }
 
   function onThreadKnown(stream, uuid) {
@@ -1828,13 +1892,15 @@
     }
   }
 
-  function showStreamError(msg, text) {
+  /** An error inside an answer, with Retry (by default: answer the last question again). */
+  function showStreamError(msg, text, onRetry = regenerate) {
     msg.error = text;
+    msg.retry = onRetry;
     msg.el.querySelectorAll('.stream-error').forEach((el) => el.remove());
     const retry = h('button', { type: 'button', class: 'btn btn-small retry-btn' }, icon('refresh'), 'Retry');
     retry.addEventListener('click', () => {
       if (chat.streaming) return;
-      regenerate();
+      onRetry();
     });
     msg.el.querySelector('.assistant-body').append(h('div', { class: 'stream-error', role: 'alert' },
       icon('alert'), h('span', { class: 'stream-error-text' }, text), retry));
@@ -1873,6 +1939,11 @@
     focusComposer(false);
   }
 
+  /** The note under an answer that was stopped. */
+  function stoppedNote(empty) {
+    return h('p', { class: 'muted-note' }, empty ? 'Stopped before any text was written.' : 'Stopped.');
+  }
+
   async function finishStream(stream, final) {
     const { assistant, userMsg, answer } = stream;
     if (final) {
@@ -1885,14 +1956,12 @@
         assistant.el.dataset.uuid = assistant.uuid;
       }
     }
-    assistant.pending = false;
+    endWriting(assistant);
     assistant.content = answer.source();
-    assistant.el.classList.remove('is-streaming');
-    assistant.el.removeAttribute('aria-busy');
-    if (answer.isEmpty() && !assistant.error) {
-      assistant.contentEl.append(h('p', { class: 'muted-note' }, stream.stopRequested ? 'Stopped before any text was written.' : 'No answer.'));
-    } else if (stream.stopRequested && !assistant.error) {
-      assistant.contentEl.append(h('p', { class: 'muted-note' }, 'Stopped.'));
+    if (stream.stopRequested && !assistant.error) {
+      assistant.contentEl.append(stoppedNote(answer.isEmpty()));
+    } else if (answer.isEmpty() && !assistant.error) {
+      assistant.contentEl.append(h('p', { class: 'muted-note' }, 'No answer.'));
     }
     chat.streaming = null;
     updateComposer();
@@ -1916,6 +1985,97 @@
     }
     refreshSidebar();
     scheduleTitleRefresh(stream.threadUuid);
+    if (document.activeElement === document.body) focusComposer(false);
+  }
+
+  /**
+   * Follow `assistant`, an answer loadThread found still being generated
+   * (is_generating), through the thread's stream endpoint, which replays the
+   * lines from the first: the stored text so far stays on screen until the
+   * first content line, then the answer is rendered from the lines. 204: it
+   * has just ended. Either way the thread is loaded again at the end.
+   */
+  async function followAnswer(assistant, attempt) {
+    if (chat.streaming || !chat.els || !chat.threadUuid) return;
+    const threadUuid = chat.threadUuid;
+    const index = chat.messages.indexOf(assistant);
+    const userMsg = findLast(chat.messages.slice(0, index), (m) => !m.replaced && m.role === 'user');
+    const typing = showWriting(assistant);
+    const removeTyping = () => { if (typing.isConnected) typing.remove(); };
+    let replaying = false;
+    const stream = {
+      controller: new AbortController(), threadUuid, stopRequested: false, detached: false,
+      assistant, userMsg, answer: assistant.answer, mode: null, input: userMsg ? userMsg.content : '',
+      removeTyping,
+      beforeContent: () => {
+        if (replaying) return;
+        replaying = true;
+        assistant.contentEl.replaceChildren();
+        stream.answer = new Answer(assistant.contentEl);
+        assistant.answer = stream.answer;
+      },
+    };
+    chat.streaming = stream;
+    updateComposer();
+    refreshActions();
+    scrollToBottom(false);
+
+    let response;
+    try {
+      response = await api(`/api/chat-threads/${threadUuid}/stream/`, { raw: true, signal: stream.controller.signal });
+    } catch (err) {
+      if (stream.detached) return;
+      chat.streaming = null;
+      if (err.status === 401) return;
+      removeTyping();
+      endWriting(assistant);
+      showStreamError(assistant, `Could not follow this answer: ${err.message}`, resumeRetry(stream));
+      updateComposer();
+      refreshActions();
+      return;
+    }
+    if (response.status !== 204) {
+      const result = await readAnswer(stream, response);
+      if (!result) return;
+    }
+    await finishFollow(stream, attempt);
+  }
+
+  /**
+   * A followed answer ended: load the thread again (the stored answer is the
+   * one to keep), then put back what only the stream said: an error with its
+   * Retry, "Stopped.", the PII warning on the question.
+   */
+  async function finishFollow(stream, attempt) {
+    const { assistant, userMsg, threadUuid } = stream;
+    stream.removeTyping();
+    endWriting(assistant);
+    chat.streaming = null;
+    const error = assistant.error ? { text: assistant.error, retry: assistant.retry } : null;
+    const stopped = stream.stopRequested && !error;
+    const warning = userMsg && userMsg.warning;
+    await loadThread(threadUuid, { keepScroll: true, followAttempt: attempt + 1 });
+    refreshSidebar();
+    scheduleTitleRefresh(threadUuid);
+    if (chat.threadUuid !== threadUuid || !chat.thread) return;
+    if (!chat.streaming) {
+      const answer = assistant.uuid && chat.messages.find((m) => m.uuid === assistant.uuid);
+      if (answer && answer.el) {
+        if (error) {
+          showStreamError(answer, error.text, error.retry);
+        } else if (stopped) {
+          answer.contentEl.querySelectorAll('.muted-note').forEach((el) => el.remove());
+          answer.contentEl.append(stoppedNote(!answer.content));
+        }
+      }
+    }
+    const question = warning && userMsg.uuid && chat.messages.find((m) => m.uuid === userMsg.uuid);
+    if (question && question.el) {
+      question.warning = warning;
+      question.el.insertBefore(guardWarning(warning), question.actions);
+    }
+    refreshActions();
+    scrollToBottom(false);
     if (document.activeElement === document.body) focusComposer(false);
   }
 

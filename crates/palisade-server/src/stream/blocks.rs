@@ -45,12 +45,13 @@
 //!   (or the next fence) arrives.
 //! * **End of stream.** A fence still waiting for its tag line becomes text
 //!   (the three backticks plus whatever followed), held-back backticks become
-//!   text, and the markdown buffer is flushed. **Quirk kept from the
-//!   reference:** the content of a fenced block that is still open is *not*
-//!   emitted at all (the caller persists the full answer anyway). Held-back
-//!   backticks are still emitted as markdown in that case, because the
-//!   reference appends them to its text buffer whatever its state: an answer
-//!   ending in ``"```sh\nls`"`` yields `Load{Code}` then `Markdown("`")`.
+//!   text, and the markdown buffer is flushed. **Deviation from the
+//!   reference:** a fenced block that is still open (the answer was cut,
+//!   cancelled or ran out of tokens inside it) is emitted as it stands, with
+//!   any held-back backticks as part of its content — the reference drops
+//!   it from the stream although it stores it, so its clients never see part
+//!   of the stored answer. An answer ending in ``"```sh\nls`"`` yields
+//!   `Load{Code}` then `Code{"ls`", "sh"}`.
 //! * **Tool-call JSON.** While the output seen so far is only whitespace,
 //!   nothing is parsed yet (the whitespace is held). When the first
 //!   non-whitespace character arrives and it is `{`, the answer looks like a
@@ -225,8 +226,14 @@ impl BlockParser {
                 self.append_text(FENCE);
                 self.append_text(&tag);
             }
-            // Quirk kept from the reference: an unclosed block is dropped.
-            Fence::Open { .. } => {}
+            // Deviation from the reference (which drops it, though it stores
+            // it): the block the answer ended in is sent as it is, held-back
+            // backticks included, so the client sees what is stored.
+            Fence::Open { tag, mut content } => {
+                content.push_str(&mem::take(&mut self.held_backticks));
+                self.fence = Fence::Open { tag, content };
+                self.close_block(&mut out);
+            }
         }
         let held = mem::take(&mut self.held_backticks);
         self.append_text(&held);
@@ -652,21 +659,26 @@ mod tests {
     }
 
     #[test]
-    fn unclosed_block_content_is_not_emitted() {
-        let input = "Look:\n```python\nprint('never shown')\n";
-        let expected = [md("Look:\n"), load_code()];
+    fn an_unclosed_block_is_emitted_at_the_end() {
+        let input = "Look:\n```python\nprint('cut here')\n";
+        let expected = [
+            md("Look:\n"),
+            load_code(),
+            code("print('cut here')\n", "python"),
+        ];
         assert_eq!(run(&[input]), expected);
         assert_all_splits(input, &expected, true);
-        assert_eq!(run(&["```mermaid\ngraph"]), [load_mermaid()]);
+        assert_eq!(
+            run(&["```mermaid\ngraph"]),
+            [load_mermaid(), Block::Mermaid("graph".into())]
+        );
     }
 
     #[test]
-    fn held_backticks_of_an_unclosed_block_become_text() {
-        // Reference quirk: backticks held back inside an open block are
-        // flushed as markdown at the end, the block content is not.
-        assert_eq!(run(&["```sh\nls`"]), [load_code(), md("`")]);
-        assert_eq!(run(&["```sh\nls``"]), [load_code(), md("``")]);
-        assert_all_splits("```sh\nls``", &[load_code(), md("``")], true);
+    fn held_backticks_of_an_unclosed_block_stay_in_it() {
+        assert_eq!(run(&["```sh\nls`"]), [load_code(), code("ls`", "sh")]);
+        assert_eq!(run(&["```sh\nls``"]), [load_code(), code("ls``", "sh")]);
+        assert_all_splits("```sh\nls``", &[load_code(), code("ls``", "sh")], true);
     }
 
     #[test]

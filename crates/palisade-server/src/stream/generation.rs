@@ -249,13 +249,6 @@ impl Generation {
             .generations
             .register(self.thread_id, self.lease, lines.subscribe());
         let thread_uuid = render::uuid(&self.thread_uuid);
-        lines.send(Line::ThreadMeta {
-            thread_uuid: &thread_uuid,
-        });
-        if !self.warning.is_empty() {
-            lines.send(Line::Warning(&self.warning));
-        }
-
         let cancel = registration.token().clone();
         let watchdog = Watchdog::spawn(
             self.store.clone(),
@@ -264,11 +257,19 @@ impl Generation {
             &self.settings,
             cancel.clone(),
         );
-        let answer = match self
+        // The answer's row exists before the client's first line, so a
+        // reload at any point finds an answer to follow.
+        let begun = self
             .store
             .begin_answer(self.thread_id, &self.answer_to, self.lease)
-            .await
-        {
+            .await;
+        lines.send(Line::ThreadMeta {
+            thread_uuid: &thread_uuid,
+        });
+        if !self.warning.is_empty() {
+            lines.send(Line::Warning(&self.warning));
+        }
+        let answer = match begun {
             Ok(answer) => answer,
             Err(err) => {
                 tracing::error!(error = %err, thread = %thread_uuid, "cannot store the answer's row");

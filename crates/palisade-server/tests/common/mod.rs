@@ -308,10 +308,14 @@ impl TestServer {
             .expect("stream request")
     }
 
-    /// Posts and reads the whole stream, asserting 200 and the NDJSON type.
+    /// Posts and reads the whole stream, asserting 200 and the NDJSON type,
+    /// then waits for the work after the response (a new thread's title
+    /// call), so the next scripted model response goes to the next request.
     pub async fn stream(&self, who: &Account, body: &Value) -> Streamed {
         let response = self.post_stream(who, body).await;
-        Streamed::read(response).await
+        let streamed = Streamed::read(response).await;
+        self.settle().await;
+        streamed
     }
 
     /// Every message of a thread, replaced rows included, in sequence order.
