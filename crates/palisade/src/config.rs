@@ -90,6 +90,9 @@ pub struct Config {
     /// How long running answers may finish after a shutdown signal, e.g.
     /// `30s` (`PALISADE_SHUTDOWN_GRACE`).
     pub shutdown_grace: String,
+    /// How long a finished answer is retried while the database cannot
+    /// store it, e.g. `2m` (`PALISADE_SAVE_RETRY`).
+    pub save_retry: String,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             token_limit_monthly: -1,
             login_token_ttl: "24h".into(),
             shutdown_grace: "30s".into(),
+            save_retry: "2m".into(),
         }
     }
 }
@@ -146,6 +150,7 @@ const ENV_KEYS: &[&str] = &[
     "token_limit_monthly",
     "login_token_ttl",
     "shutdown_grace",
+    "save_retry",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -245,19 +250,30 @@ impl Config {
         config
     }
 
+    /// How long a finished answer is retried while the database is down.
+    pub fn save_retry(&self) -> Result<std::time::Duration> {
+        humantime::parse_duration(self.save_retry.trim()).with_context(|| {
+            format!(
+                "PALISADE_SAVE_RETRY / save_retry = {:?} is not a duration like 2m or 90s",
+                self.save_retry
+            )
+        })
+    }
+
     /// Everything about chat except the provider, which `serve` builds.
     pub fn chat_settings(
         &self,
         provider: Option<std::sync::Arc<dyn palisade_llm::ChatProvider>>,
-    ) -> palisade_server::ChatSettings {
+    ) -> Result<palisade_server::ChatSettings> {
         let mut settings = palisade_server::ChatSettings::new(provider);
+        settings.save_retry = self.save_retry()?;
         settings.enabled = self.chat_enabled;
         settings.history_limit = self.history_limit;
         settings.quota_defaults = self.quota_defaults();
         if let Some(prompt) = self.system_prompt.as_ref().filter(|p| !p.trim().is_empty()) {
             settings.system_prompt = prompt.clone();
         }
-        settings
+        Ok(settings)
     }
 
     /// How long a password login's token lasts.
@@ -360,7 +376,7 @@ mod tests {
             assert_eq!(openai.api_key.as_deref(), Some("sk-secret"));
             assert_eq!(openai.model, "llama3");
             assert_eq!(openai.idle_timeout, std::time::Duration::from_secs(90));
-            let chat = config.chat_settings(None);
+            let chat = config.chat_settings(None).map_err(|e| e.to_string())?;
             assert_eq!(chat.history_limit, 5);
             assert!(!chat.enabled);
             assert_eq!(chat.quota_defaults.0, [-1, -1, 100_000]);
@@ -401,7 +417,16 @@ mod tests {
             assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
             assert_eq!(config.llm_provider, LlmProvider::Local);
             assert!(config.openai().is_none());
-            assert_eq!(config.chat_settings(None).history_limit, 20);
+            let chat = config.chat_settings(None).map_err(|e| e.to_string())?;
+            assert_eq!(chat.history_limit, 20);
+            assert_eq!(chat.save_retry.as_secs(), 120);
+            assert_eq!(
+                config
+                    .shutdown_grace()
+                    .map_err(|e| e.to_string())?
+                    .as_secs(),
+                30
+            );
             assert_eq!(config.quota_defaults().0, [-1, -1, -1]);
             let local = config.local();
             assert!(local.allow_fetch && local.model_path.is_none());

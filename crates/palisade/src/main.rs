@@ -372,16 +372,19 @@ async fn serve(
     store: Arc<dyn Store>,
     url: &palisade_store::DatabaseUrl,
 ) -> Result<()> {
+    // Settings are checked before the slow parts (the model) start.
+    config.save_retry()?;
+    let grace = config.shutdown_grace()?;
+    let login_token_ttl = config.login_token_ttl()?;
     let first_start = bootstrap_admin(store.as_ref()).await?;
     let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
     let provider = chat_provider(config).await?;
     let mut state = AppState::new(
         store.clone(),
         Arc::new(guard),
-        config.chat_settings(provider),
+        config.chat_settings(provider)?,
     );
-    state.login_token_ttl = config.login_token_ttl()?;
-    let grace = config.shutdown_grace()?;
+    state.login_token_ttl = login_token_ttl;
     let address = browser_url(config.bind);
     // Printed after the model is loaded (its fetch may print a lot), so it
     // is the last thing on the screen when the server is ready.
