@@ -43,5 +43,6 @@ sql_store! {
     migrator = sqlx::migrate!("./migrations/postgres"),
     dialect = crate::sql::Dialect { like: "ILIKE" },
     row_lock = " FOR UPDATE",
+    share_lock = " FOR SHARE",
     db_now = "(CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT))",
 }

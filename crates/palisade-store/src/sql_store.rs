@@ -16,6 +16,7 @@ macro_rules! sql_store {
         migrator = $migrator:expr,
         dialect = $dialect:expr,
         row_lock = $row_lock:literal,
+        share_lock = $share_lock:literal,
         db_now = $db_now:literal $(,)?
     ) => {
         /// Steps shared by the message-writing operations, each inside the
@@ -868,11 +869,19 @@ macro_rules! sql_store {
                 // Expiry is not checked: a lease that lapsed while the
                 // database was unreachable is still exclusively ours until
                 // another generation takes the thread (which replaces it).
-                let update = "UPDATE messages SET content = $1, output_tokens = $2, \
+                // The thread row is read with a share lock (PostgreSQL), so a
+                // takeover waits for this write and this write never acts on
+                // a lease read before a takeover committed.
+                let update = concat!(
+                    "WITH held AS (SELECT t.id FROM threads t \
+                     WHERE t.id = (SELECT thread_id FROM messages WHERE id = $5) \
+                     AND t.generation_lease = $6",
+                    $share_lock,
+                    ") UPDATE messages SET content = $1, output_tokens = $2, \
                      stream_transcript = $3, \
                      generating_lease = CASE WHEN $4 THEN NULL ELSE generating_lease END \
-                     WHERE id = $5 AND EXISTS (SELECT 1 FROM threads t \
-                     WHERE t.id = messages.thread_id AND t.generation_lease = $6)";
+                     WHERE id = $5 AND EXISTS (SELECT 1 FROM held)"
+                );
                 let query = || {
                     sqlx::query(update)
                         .bind(progress.content)

@@ -51,5 +51,6 @@ sql_store! {
     migrator = sqlx::migrate!("./migrations/sqlite"),
     dialect = crate::sql::Dialect { like: "LIKE" },
     row_lock = "",
+    share_lock = "",
     db_now = "(CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER))",
 }
