@@ -169,19 +169,24 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_answer(&self, thread_id: i64, to: &AnswerTo, lease: Uuid) -> Result<Answer>;
     /// Saves an answer begun with [`Store::begin_answer`]; with `done` it
     /// stops being "generating" and the thread's `modified` is bumped.
-    /// Written only while `lease` holds the thread: `false`, and nothing
-    /// written, when it does not.
+    /// Written only while `lease` still holds the thread (expired or not:
+    /// until another generation takes it); nothing is written otherwise.
     async fn save_answer(
         &self,
         message_id: i64,
         lease: Uuid,
         progress: &AnswerProgress<'_>,
-    ) -> Result<bool>;
-    /// Marks answers whose generation no longer holds its thread (its node
-    /// died, or could not save the end) as interrupted — content kept, no
-    /// longer generating — and adds their output tokens to the owner's
-    /// usage. One thread, or all with `None`. Returns how many.
-    async fn recover_interrupted_answers(&self, thread_id: Option<i64>) -> Result<u64>;
+    ) -> Result<AnswerSaved>;
+    /// Marks answers whose generation no longer holds its thread as
+    /// interrupted — content kept, no longer generating — and adds their
+    /// output tokens to the owner's usage: answers whose thread lease was
+    /// taken over or released, or expired at least `expired_for` ago (its
+    /// node died). One thread, or all with `None`. Returns how many.
+    async fn recover_interrupted_answers(
+        &self,
+        thread_id: Option<i64>,
+        expired_for: Duration,
+    ) -> Result<u64>;
     /// The thread's answer being generated now, with its transcript; `None`
     /// when nothing is generating there.
     async fn generating_answer(&self, thread_id: i64) -> Result<Option<AnswerTranscript>>;

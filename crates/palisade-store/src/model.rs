@@ -241,6 +241,18 @@ pub struct AnswerProgress<'a> {
     pub done: bool,
 }
 
+/// What [`Store::save_answer`](crate::Store::save_answer) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSaved {
+    /// Written. `counted`: output tokens a recovery sweep had already added
+    /// to the owner's usage for this answer (it was marked interrupted while
+    /// its node could not reach the database), so the caller counts only the
+    /// rest.
+    Written { counted: i64 },
+    /// Another generation holds the thread: nothing was written.
+    LeaseLost,
+}
+
 /// An answer being followed: what its client was sent so far, and whether
 /// it is still being generated.
 #[derive(Debug, Clone, PartialEq, Eq)]

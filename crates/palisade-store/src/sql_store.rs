@@ -650,11 +650,13 @@ macro_rules! sql_store {
                 lease: uuid::Uuid,
                 ttl: std::time::Duration,
             ) -> $crate::Result<bool> {
+                // An expired lease nobody took over is still its holder's:
+                // after a database outage longer than the ttl, the answer
+                // goes on rather than being dropped for no one's benefit.
                 let done = sqlx::query(concat!(
                     "UPDATE threads SET generation_lease_expires = ",
                     $db_now,
-                    " + $1 WHERE id = $2 AND generation_lease = $3 AND generation_lease_expires > ",
-                    $db_now
+                    " + $1 WHERE id = $2 AND generation_lease = $3"
                 ))
                 .bind($crate::sql::micros(ttl))
                 .bind(thread_id)
@@ -861,17 +863,16 @@ macro_rules! sql_store {
                 message_id: i64,
                 lease: uuid::Uuid,
                 progress: &$crate::AnswerProgress<'_>,
-            ) -> $crate::Result<bool> {
+            ) -> $crate::Result<$crate::AnswerSaved> {
                 let lease = $crate::rows::uuid_text(lease);
                 // The lease is checked in the statement that writes, so a
                 // generation that lost its thread can never overwrite the
-                // answer of the one that took it over.
-                // Expiry is not checked: a lease that lapsed while the
-                // database was unreachable is still exclusively ours until
-                // another generation takes the thread (which replaces it).
-                // The thread row is read with a share lock (PostgreSQL), so a
-                // takeover waits for this write and this write never acts on
-                // a lease read before a takeover committed.
+                // answer of the one that took it over. Expiry is not
+                // checked: a lease that lapsed while the database was
+                // unreachable is still exclusively ours until another
+                // generation takes the thread (which replaces it). The
+                // thread row is read with a share lock (PostgreSQL), so a
+                // takeover waits for this write.
                 let update = concat!(
                     "WITH held AS (SELECT t.id FROM threads t \
                      WHERE t.id = (SELECT thread_id FROM messages WHERE id = $5) \
@@ -893,12 +894,31 @@ macro_rules! sql_store {
                 };
                 if !progress.done {
                     let done = query().execute(&self.pool).await?;
-                    return Ok(done.rows_affected() == 1);
+                    return Ok(if done.rows_affected() == 1 {
+                        $crate::AnswerSaved::Written { counted: 0 }
+                    } else {
+                        $crate::AnswerSaved::LeaseLost
+                    });
                 }
                 let mut tx = self.begin_write().await?;
+                // A recovery sweep may have marked the answer interrupted
+                // (and counted its tokens) while the database kept this
+                // node from renewing: say how many, so they are not
+                // counted twice.
+                let swept: Option<(bool, i64)> = sqlx::query_as(concat!(
+                    "SELECT generating_lease IS NULL, output_tokens FROM messages WHERE id = $1",
+                    $row_lock
+                ))
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let counted = match swept {
+                    Some((true, tokens)) => tokens,
+                    _ => 0,
+                };
                 let done = query().execute(&mut *tx).await?;
                 if done.rows_affected() != 1 {
-                    return Ok(false);
+                    return Ok($crate::AnswerSaved::LeaseLost);
                 }
                 sqlx::query(
                     "UPDATE threads SET modified = $1 WHERE id = (SELECT thread_id FROM messages WHERE id = $2)",
@@ -908,22 +928,26 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok($crate::AnswerSaved::Written { counted })
             }
 
-            async fn recover_interrupted_answers(&self, thread_id: Option<i64>) -> $crate::Result<u64> {
+            async fn recover_interrupted_answers(
+                &self,
+                thread_id: Option<i64>,
+                expired_for: std::time::Duration,
+            ) -> $crate::Result<u64> {
                 // Answers still marked as generating whose lease no longer
                 // holds their thread: their node died, or could not save
                 // the end. Each is claimed with a conditional update, so
                 // with several nodes sweeping its tokens are counted once.
-                let mut qb = sqlx::QueryBuilder::new(concat!(
+                let mut qb = sqlx::QueryBuilder::new(
                     "SELECT m.id, s.user_id, m.output_tokens FROM messages m \
                      JOIN threads t ON t.id = m.thread_id JOIN chat_sessions s ON s.id = t.session_id \
                      WHERE m.generating_lease IS NOT NULL AND (t.generation_lease IS NULL \
-                     OR t.generation_lease <> m.generating_lease OR t.generation_lease_expires <= ",
-                    $db_now,
-                    ")"
-                ));
+                     OR t.generation_lease <> m.generating_lease OR t.generation_lease_expires + ",
+                );
+                qb.push_bind($crate::sql::micros(expired_for));
+                qb.push(concat!(" <= ", $db_now, ")"));
                 if let Some(thread_id) = thread_id {
                     qb.push(" AND m.thread_id = ").push_bind(thread_id);
                 }

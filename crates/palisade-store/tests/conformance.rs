@@ -1165,13 +1165,23 @@ mod login {
 mod durable_answers {
     use std::time::Duration;
 
-    use palisade_store::{AnswerProgress, AnswerTo, MessageFilter, Role, Scope, StoreError};
+    use palisade_store::{
+        AnswerProgress, AnswerSaved, AnswerTo, MessageFilter, Role, Scope, StoreError,
+    };
     use uuid::Uuid;
 
     use super::{Db, thread, user};
 
     const LONG: Duration = Duration::from_secs(60);
     const SHORT: Duration = Duration::from_millis(50);
+
+    /// Whether the save was written (the lease still held the thread).
+    async fn saved(db: &Db, id: i64, lease: Uuid, progress: &AnswerProgress<'_>) -> bool {
+        matches!(
+            db.save_answer(id, lease, progress).await.unwrap(),
+            AnswerSaved::Written { .. }
+        )
+    }
 
     fn progress(content: &str, output_tokens: i64, done: bool) -> AnswerProgress<'_> {
         AnswerProgress {
@@ -1215,11 +1225,7 @@ mod durable_answers {
             Some(question.id)
         );
 
-        assert!(
-            db.save_answer(row.id, lease, &progress("Hel", 1, false))
-                .await
-                .unwrap()
-        );
+        assert!(saved(&db, row.id, lease, &progress("Hel", 1, false)).await);
         let followed = db.generating_answer(t.id).await.unwrap().unwrap();
         assert_eq!(followed.message_id, row.id);
         assert_eq!(
@@ -1231,11 +1237,7 @@ mod durable_answers {
             (rows[1].content.as_str(), rows[1].is_generating),
             ("Hel", true)
         );
-        assert!(
-            db.save_answer(row.id, lease, &progress("Hello.", 2, true))
-                .await
-                .unwrap()
-        );
+        assert!(saved(&db, row.id, lease, &progress("Hello.", 2, true)).await);
         let rows = active(&db, t.uuid).await;
         assert_eq!(
             (rows[1].content.as_str(), rows[1].is_generating),
@@ -1251,7 +1253,12 @@ mod durable_answers {
         assert_eq!(db.generating_answer(t.id).await.unwrap(), None);
         // Nothing to recover: it finished.
         db.release_generation_lease(t.id, lease).await.unwrap();
-        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 0);
+        assert_eq!(
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
     }
 
     async fn a_lost_lease_writes_nothing(db: Db) {
@@ -1269,11 +1276,7 @@ mod durable_answers {
         };
         let answer = db.begin_answer(t.id, &to, first).await.unwrap();
         let id = answer.assistant_message.id;
-        assert!(
-            db.save_answer(id, first, &progress("partial", 3, false))
-                .await
-                .unwrap()
-        );
+        assert!(saved(&db, id, first, &progress("partial", 3, false)).await);
         // The lease expires (by the database's clock) and another
         // generation takes the thread.
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -1283,16 +1286,8 @@ mod durable_answers {
                 .await
                 .unwrap()
         );
-        assert!(
-            !db.save_answer(id, first, &progress("partial and more", 5, false))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !db.save_answer(id, first, &progress("partial and more", 5, true))
-                .await
-                .unwrap()
-        );
+        assert!(!saved(&db, id, first, &progress("partial and more", 5, false)).await);
+        assert!(!saved(&db, id, first, &progress("partial and more", 5, true)).await);
         assert!(matches!(
             db.begin_answer(t.id, &to, first).await,
             Err(StoreError::LeaseLost)
@@ -1307,8 +1302,18 @@ mod durable_answers {
         // The new holder's recovery marks the old answer interrupted and
         // counts its tokens, once.
         assert!(rows[1].is_generating);
-        assert_eq!(db.recover_interrupted_answers(Some(t.id)).await.unwrap(), 1);
-        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 0);
+        assert_eq!(
+            db.recover_interrupted_answers(Some(t.id), Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
         let rows = active(&db, t.uuid).await;
         assert_eq!(
             (rows[1].content.as_str(), rows[1].is_generating),
@@ -1332,12 +1337,19 @@ mod durable_answers {
         };
         db.begin_answer(t.id, &to, lease).await.unwrap();
         assert_eq!(
-            db.recover_interrupted_answers(None).await.unwrap(),
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
             0,
             "still held"
         );
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert_eq!(db.recover_interrupted_answers(None).await.unwrap(), 1);
+        assert_eq!(
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
         assert!(!active(&db, t.uuid).await[1].is_generating);
     }
 
@@ -1428,11 +1440,7 @@ mod durable_answers {
                 .unwrap()
                 .assistant_message
                 .id;
-            assert!(
-                db.save_answer(id, lease, &progress("a", 1, true))
-                    .await
-                    .unwrap()
-            );
+            assert!(saved(&db, id, lease, &progress("a", 1, true)).await);
             db.release_generation_lease(t.id, lease).await.unwrap();
             ids.push(id);
         }
@@ -1443,7 +1451,55 @@ mod durable_answers {
         assert_eq!(db.answer_transcript(999_999).await.unwrap(), None);
     }
 
+    /// A database outage longer than the lease: the lease expired but
+    /// nobody took the thread, so the generation goes on; a sweep that
+    /// marked it interrupted meanwhile is reported, so its tokens are not
+    /// counted twice.
+    async fn an_expired_lease_nobody_took_is_still_its_holders(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        let lease = Uuid::new_v4();
+        assert!(
+            db.acquire_generation_lease(t.id, lease, SHORT)
+                .await
+                .unwrap()
+        );
+        let question = db.append_user_message(t.id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        let id = db
+            .begin_answer(t.id, &to, lease)
+            .await
+            .unwrap()
+            .assistant_message
+            .id;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Within the sweep's grace nothing is marked.
+        assert_eq!(db.recover_interrupted_answers(None, LONG).await.unwrap(), 0);
+        assert!(saved(&db, id, lease, &progress("part", 6, false)).await);
+        assert_eq!(
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage[0], 6);
+        let end = db
+            .save_answer(id, lease, &progress("part and end", 9, true))
+            .await
+            .unwrap();
+        assert_eq!(end, AnswerSaved::Written { counted: 6 });
+        assert!(db.renew_generation_lease(t.id, lease, LONG).await.unwrap());
+        let rows = active(&db, t.uuid).await;
+        assert_eq!(
+            (rows[1].content.as_str(), rows[1].is_generating),
+            ("part and end", false)
+        );
+    }
+
     palisade_store::test_on_both_backends!(
+        an_expired_lease_nobody_took_is_still_its_holders,
         older_transcripts_are_dropped,
         an_answer_grows_under_its_lease,
         a_lost_lease_writes_nothing,

@@ -1,6 +1,7 @@
-//! Several nodes on one database, as an operator runs them, with faults
-//! injected through real processes: a node killed (SIGKILL) in the middle of
-//! an answer. Runs on SQLite (two processes on one file) and PostgreSQL.
+//! Several nodes on one database, as an operator runs them, through real
+//! processes: a node killed (SIGKILL) in the middle of an answer, and many
+//! users answered by two nodes at once. Runs on SQLite (two processes on one
+//! file) and PostgreSQL.
 
 mod common;
 
@@ -226,6 +227,83 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
     assert_eq!(all.len(), 5, "one replaced row: {all:?}");
 }
 
+/// 200 answers for 40 users, each user alternating between two nodes:
+/// every question gets exactly one answer, indexes stay contiguous, nothing
+/// is left generating.
+async fn load_across_two_nodes(url: String, store: Arc<dyn Store>) {
+    const USERS: usize = 40;
+    const QUESTIONS: usize = 5;
+    let llm = FakeOpenAi::start().await;
+    let base_url = llm.base_url();
+    let env = [
+        ("PALISADE_LLM_PROVIDER", "openai"),
+        ("PALISADE_LLM_BASE_URL", base_url.as_str()),
+    ];
+    for _ in 0..USERS * QUESTIONS {
+        llm.push(FakeResponse::answer(
+            &["An answer, ", "in two pieces."],
+            None,
+        ));
+    }
+    let ports = [free_port(), free_port()];
+    let (_node_a, _) = serve(&url, ports[0], &env);
+    let (_node_b, _) = serve(&url, ports[1], &env);
+
+    let mut users = Vec::new();
+    for n in 0..USERS {
+        let user = store
+            .create_user(&NewUser {
+                username: format!("user{n}"),
+                ..NewUser::default()
+            })
+            .await
+            .expect("user");
+        let token = palisade_server::auth::issue_token(store.as_ref(), &user, None)
+            .await
+            .expect("token");
+        let session = store.get_or_create_session(user.id).await.expect("session");
+        let thread = store.create_thread(session.id, "t").await.expect("thread");
+        users.push((token, thread.uuid));
+    }
+    let clients = users.iter().cloned().enumerate().map(|(n, (token, thread))| {
+        tokio::spawn(async move {
+            for q in 0..QUESTIONS {
+                let port = ports[(n + q) % 2];
+                let body = json!({"input": format!("question {q}"), "thread_uuid": thread.simple().to_string()});
+                let response = post_stream(port, &token, &body).await;
+                assert_eq!(response.status(), 200);
+                let text = response.text().await.expect("body");
+                assert!(text.contains("assistant_message_uuid"), "{text}");
+                assert!(!text.contains(r#""e":"#), "{text}");
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.expect("client");
+    }
+    for (_, thread) in &users {
+        let rows = messages(&store, *thread, true).await;
+        assert_eq!(rows.len(), QUESTIONS * 2, "{rows:?}");
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.sequence_index, i as i64 + 1, "{rows:?}");
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            assert_eq!(row.role, role);
+            assert!(!row.is_generating);
+            assert!(row.replaces.is_none());
+        }
+        assert!(
+            rows.iter()
+                .skip(1)
+                .step_by(2)
+                .all(|m| m.content == "An answer, in two pieces.")
+        );
+    }
+}
+
 async fn run(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         println!("skipped: node test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
@@ -233,6 +311,25 @@ async fn run(backend: Backend) {
     };
     node_killed_mid_answer(db.url.clone(), db.store.clone()).await;
     db.remove().await;
+}
+
+async fn run_load(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        println!("skipped: load test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
+        return;
+    };
+    load_across_two_nodes(db.url.clone(), db.store.clone()).await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_load_across_two_nodes() {
+    run_load(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_load_across_two_nodes() {
+    run_load(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body as ResponseBody, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -113,7 +114,7 @@ async fn start_generation(
     // node died) is interrupted now, before this one is placed beside it.
     if let Err(err) = state
         .store
-        .recover_interrupted_answers(Some(thread.id))
+        .recover_interrupted_answers(Some(thread.id), Duration::ZERO)
         .await
     {
         tracing::warn!(error = %err, "cannot recover interrupted answers");
@@ -308,6 +309,17 @@ fn rejection_message(rejection: palisade_store::EditRejection) -> &'static str {
     }
 }
 
+/// The caller's own thread (staff and support too: generations are the
+/// owner's business); 404 for anything else.
+async fn own_thread(state: &AppState, user: &User, uuid: Option<Uuid>) -> ApiResult<Thread> {
+    let own = ThreadFilter::new(Scope::Owner(user.id));
+    let thread = match uuid {
+        Some(uuid) => state.store.find_thread(&own, uuid).await?,
+        None => None,
+    };
+    thread.ok_or_else(ApiError::not_found)
+}
+
 /// Stop the generation running on a thread, on whichever node runs it. The
 /// partial answer is kept. Owner only; 204 whether or not a generation was
 /// running.
@@ -325,14 +337,7 @@ pub async fn cancel(
     AuthUser(user): AuthUser,
     PathUuid(uuid): PathUuid,
 ) -> ApiResult<StatusCode> {
-    let own = ThreadFilter::new(Scope::Owner(user.id));
-    let thread = match uuid {
-        Some(uuid) => state.store.find_thread(&own, uuid).await?,
-        None => None,
-    };
-    let Some(thread) = thread else {
-        return Err(ApiError::not_found());
-    };
+    let thread = own_thread(&state, &user, uuid).await?;
     // The database flag reaches every node; the local signal is immediate.
     state.store.request_generation_cancel(thread.id).await?;
     state.generations.cancel_local(thread.id);
@@ -357,14 +362,7 @@ pub async fn follow(
     AuthUser(user): AuthUser,
     PathUuid(uuid): PathUuid,
 ) -> ApiResult<Response> {
-    let own = ThreadFilter::new(Scope::Owner(user.id));
-    let thread = match uuid {
-        Some(uuid) => state.store.find_thread(&own, uuid).await?,
-        None => None,
-    };
-    let Some(thread) = thread else {
-        return Err(ApiError::not_found());
-    };
+    let thread = own_thread(&state, &user, uuid).await?;
     if let Some(transcript) = state.generations.follow(thread.id) {
         return Ok(ndjson(ResponseBody::from_stream(follow::local(transcript))));
     }

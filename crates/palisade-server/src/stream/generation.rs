@@ -21,12 +21,13 @@
 //! response ends there — then (new thread only) the title call and its usage.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::StreamExt;
 use palisade_llm::{CancellationToken, ChatEvent, ChatProvider, ChatRequest, LlmError, Usage};
-use palisade_store::{AnswerProgress, AnswerTo, Store};
+use palisade_store::{AnswerProgress, AnswerSaved, AnswerTo, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -82,116 +83,120 @@ enum Ending {
     LeaseLost,
 }
 
-/// Writes a growing answer to its row: at most every `save_interval`
-/// while it grows, then in full at the end, retrying the end while the
-/// database is unreachable.
-struct Saver<'a> {
-    store: &'a dyn Store,
-    settings: &'a ChatSettings,
-    message_id: i64,
-    lease: Uuid,
-    /// Lengths of the text and transcript last written (both only grow).
-    saved_len: (usize, usize),
-    /// Deltas the model streamed: the output token estimate.
-    deltas: u64,
-    lease_lost: bool,
-    /// One warning per outage, not one per tick.
-    failing: bool,
+/// Set when the generation's lease no longer holds its thread (another
+/// generation took it): whoever notices — the lease watchdog or a save —
+/// sets it and cancels the generation, which then writes nothing more.
+#[derive(Clone, Default)]
+struct LeaseLost(Arc<AtomicBool>);
+
+impl LeaseLost {
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
-impl<'a> Saver<'a> {
-    fn new(generation: &'a Generation, message_id: i64) -> Saver<'a> {
-        Saver {
-            store: generation.store.as_ref(),
-            settings: &generation.settings,
-            message_id,
-            lease: generation.lease,
-            saved_len: (0, 0),
-            deltas: 0,
-            lease_lost: false,
-            failing: false,
+/// The answer so far, as the progress writer saves it.
+#[derive(Clone, Default)]
+struct Snapshot {
+    text: String,
+    transcript: String,
+    /// Deltas the model streamed: the output token estimate.
+    deltas: u64,
+}
+
+/// Saves the answer so far in the background, at most every
+/// `save_interval`: the generation only publishes snapshots, so a slow or
+/// unreachable database never holds up the lines. Only the newest snapshot
+/// is kept, so an outage builds no backlog.
+struct ProgressWriter {
+    snapshots: watch::Sender<Snapshot>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ProgressWriter {
+    fn spawn(
+        generation: &Generation,
+        message_id: i64,
+        lost: LeaseLost,
+        cancel: CancellationToken,
+    ) -> ProgressWriter {
+        let (snapshots, mut latest) = watch::channel(Snapshot::default());
+        let stop = CancellationToken::new();
+        let store = generation.store.clone();
+        let lease = generation.lease;
+        let every = generation.settings.save_interval;
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    changed = latest.changed() => if changed.is_err() { return },
+                }
+                let snapshot = latest.borrow_and_update().clone();
+                let progress = AnswerProgress {
+                    content: &snapshot.text,
+                    transcript: &snapshot.transcript,
+                    output_tokens: saturating_i64(snapshot.deltas),
+                    done: false,
+                };
+                match store.save_answer(message_id, lease, &progress).await {
+                    Ok(AnswerSaved::Written { .. }) => failing = false,
+                    Ok(AnswerSaved::LeaseLost) => {
+                        lost.set();
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(err) => {
+                        if !failing {
+                            tracing::warn!(error = %err, "cannot save the answer so far; retrying");
+                            failing = true;
+                        }
+                        // Try this snapshot (or a newer one) again.
+                        latest.mark_changed();
+                    }
+                }
+                // At most one save per interval.
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+        ProgressWriter {
+            snapshots,
+            stop,
+            task,
         }
     }
 
-    fn progress_of<'t>(
-        &self,
-        text: &'t str,
-        transcript: &'t str,
-        done: bool,
-    ) -> AnswerProgress<'t> {
-        AnswerProgress {
-            content: text,
-            transcript,
-            output_tokens: saturating_i64(self.deltas),
-            done,
-        }
+    fn publish(&self, snapshot: Snapshot) {
+        self.snapshots.send_replace(snapshot);
     }
 
-    /// Saves the text so far if it grew. `false` when the lease is lost;
-    /// a database error is logged and the next tick tries again.
-    async fn progress(&mut self, text: &str, transcript: &str) -> bool {
-        let len = (text.len(), transcript.len());
-        if len == self.saved_len {
-            return true;
-        }
-        let progress = self.progress_of(text, transcript, false);
-        match self
-            .store
-            .save_answer(self.message_id, self.lease, &progress)
-            .await
-        {
-            Ok(true) => {
-                self.saved_len = len;
-                self.failing = false;
-                true
-            }
-            Ok(false) => {
-                self.lease_lost = true;
-                false
-            }
-            Err(err) => {
-                if !self.failing {
-                    tracing::warn!(error = %err, "cannot save the answer so far; retrying");
-                    self.failing = true;
-                }
-                true
-            }
-        }
+    /// Stops the writer and waits for a save in flight, so nothing it
+    /// writes can land after the final save.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
+}
 
-    /// Saves the whole answer, retrying with backoff for `save_retry` while
-    /// the database fails. `true` once it is stored.
-    async fn finish(&mut self, text: &str, transcript: &str) -> bool {
-        let deadline = tokio::time::Instant::now() + self.settings.save_retry;
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let progress = self.progress_of(text, transcript, true);
-            match self
-                .store
-                .save_answer(self.message_id, self.lease, &progress)
-                .await
-            {
-                Ok(true) => return true,
-                Ok(false) => {
-                    tracing::warn!(
-                        message_id = self.message_id,
-                        "generation lease lost before the answer was saved"
-                    );
-                    self.lease_lost = true;
-                    return false;
-                }
-                Err(err) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::warn!(error = %err, retry_in = ?pause, "cannot save the answer; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, message_id = self.message_id, "giving up saving the answer");
-                    return false;
-                }
-            }
-        }
-    }
+/// How the final save went.
+enum SaveEnd {
+    /// Stored; `counted` output tokens were already added to the user's
+    /// usage by a recovery sweep.
+    Saved {
+        counted: i64,
+    },
+    LeaseLost,
+    /// The database stayed unreachable for `save_retry`.
+    GaveUp,
 }
 
 /// Where the lines go: the response body, while the client is there, and
@@ -250,12 +255,14 @@ impl Generation {
             .register(self.thread_id, self.lease, lines.subscribe());
         let thread_uuid = render::uuid(&self.thread_uuid);
         let cancel = registration.token().clone();
+        let lost = LeaseLost::default();
         let watchdog = Watchdog::spawn(
             self.store.clone(),
             self.thread_id,
             self.lease,
             &self.settings,
             cancel.clone(),
+            lost.clone(),
         );
         // The answer's row exists before the client's first line, so a
         // reload at any point finds an answer to follow.
@@ -279,10 +286,12 @@ impl Generation {
                 return;
             }
         };
-        let mut saver = Saver::new(&self, answer.assistant_message.id);
+        let message_id = answer.assistant_message.id;
+        let writer = ProgressWriter::spawn(&self, message_id, lost.clone(), cancel.clone());
         let mut parser = BlockParser::new();
         let mut text = String::new();
-        let (ending, usage) = match &self.reply {
+        let mut deltas = 0;
+        let (mut ending, usage) = match &self.reply {
             Reply::Canned => {
                 text.push_str(CANNED_REPLY);
                 lines.send_blocks(&parser.push(CANNED_REPLY));
@@ -292,14 +301,19 @@ impl Generation {
                 self.generate(
                     request.clone(),
                     &cancel,
-                    &mut saver,
+                    &writer,
                     &mut parser,
                     &mut text,
+                    &mut deltas,
                     &lines,
                 )
                 .await
             }
         };
+        writer.stop().await;
+        if lost.is_set() {
+            ending = Ending::LeaseLost;
+        }
         lines.send_blocks(&parser.finish());
         match &ending {
             Ending::Failed(err) => {
@@ -332,20 +346,32 @@ impl Generation {
         }
         .to_bytes();
         // The lease stays renewed while the end is saved (and retried).
-        let saved = if matches!(ending, Ending::LeaseLost) {
-            false
+        let end = if matches!(ending, Ending::LeaseLost) {
+            SaveEnd::LeaseLost
         } else {
             let mut transcript = lines.transcript();
             transcript.push_str(&String::from_utf8_lossy(&final_line));
-            saver.finish(&text, &transcript).await
+            self.save_end(message_id, &text, &transcript, deltas).await
         };
         drop(watchdog);
-        if saved {
-            lines.send_bytes(final_line);
-        } else if !matches!(ending, Ending::LeaseLost) {
-            lines.send(Line::NotSaved);
-        }
-        let answer = saved.then_some(answer);
+        let counted = match end {
+            SaveEnd::Saved { counted } => {
+                lines.send_bytes(final_line);
+                counted
+            }
+            SaveEnd::LeaseLost => {
+                if !matches!(ending, Ending::LeaseLost) {
+                    // Lost while saving the end: the client still hears of it.
+                    lines.send(Line::Interrupted);
+                }
+                0
+            }
+            SaveEnd::GaveUp => {
+                lines.send(Line::NotSaved);
+                0
+            }
+        };
+        let answer = matches!(end, SaveEnd::Saved { .. }).then_some(answer);
         // The thread is free for the next message as soon as the answer is
         // stored; the title below does not need the lease.
         self.release_lease().await;
@@ -354,7 +380,7 @@ impl Generation {
         // Without the model's own count (cancelled, failed, or a server that
         // sends none), what it produced is still paid for: one token per
         // streamed delta, and the prompt estimated at 4 characters a token.
-        let usage = usage.or_else(|| self.estimated_usage(saver.deltas));
+        let usage = usage.or_else(|| self.estimated_usage(deltas));
         if let (Some(answer), Some(usage)) = (&answer, usage) {
             let recorded = self
                 .store
@@ -368,7 +394,9 @@ impl Generation {
                 tracing::error!(error = %err, "cannot record the answer's token usage");
             }
         }
-        self.charge(usage.map_or(0, |u| u.total())).await;
+        let counted = u64::try_from(counted).unwrap_or(0);
+        self.charge(usage.map_or(0, |u| u.total()).saturating_sub(counted))
+            .await;
         // The response ends here, right after the final line: the title
         // below is the thread's business, not this client's (it polls the
         // thread or sees it in the list).
@@ -395,13 +423,15 @@ impl Generation {
 
     /// Streams the model's answer into `text` and the parser, saving the
     /// text so far to the answer's row as it grows.
+    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
         request: ChatRequest,
         cancel: &CancellationToken,
-        saver: &mut Saver<'_>,
+        writer: &ProgressWriter,
         parser: &mut BlockParser,
         text: &mut String,
+        deltas: &mut u64,
         lines: &Lines,
     ) -> (Ending, Option<Usage>) {
         let ended = |err: LlmError| {
@@ -422,25 +452,19 @@ impl Generation {
                 event = events.next() => match event {
                     Some(Ok(ChatEvent::Delta(delta))) => {
                         text.push_str(&delta);
-                        saver.deltas += 1;
+                        *deltas += 1;
                         lines.send_blocks(&parser.push(&delta));
                     }
                     Some(Ok(ChatEvent::Done { usage, .. })) => return (Ending::Complete, usage),
-                    Some(Err(err)) => {
-                        if saver.lease_lost {
-                            return (Ending::LeaseLost, None);
-                        }
-                        return (ended(err), None);
-                    }
+                    Some(Err(err)) => return (ended(err), None),
                     // Providers end with Done or an error; a bare end is a cut answer.
                     None => return (Ending::Failed(LlmError::Truncated), None),
                 },
-                _ = tick.tick() => {
-                    if !saver.progress(text, &lines.transcript()).await {
-                        cancel.cancel();
-                        return (Ending::LeaseLost, None);
-                    }
-                }
+                _ = tick.tick() => writer.publish(Snapshot {
+                    text: text.clone(),
+                    transcript: lines.transcript(),
+                    deltas: *deltas,
+                }),
             }
         }
     }
@@ -457,6 +481,50 @@ impl Generation {
             prompt_tokens: (prompt_chars / 4) as u64,
             completion_tokens: deltas,
         })
+    }
+
+    /// Saves the whole answer, retrying with backoff for `save_retry` while
+    /// the database fails.
+    async fn save_end(
+        &self,
+        message_id: i64,
+        text: &str,
+        transcript: &str,
+        deltas: u64,
+    ) -> SaveEnd {
+        let progress = AnswerProgress {
+            content: text,
+            transcript,
+            output_tokens: saturating_i64(deltas),
+            done: true,
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.save_retry;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self
+                .store
+                .save_answer(message_id, self.lease, &progress)
+                .await
+            {
+                Ok(AnswerSaved::Written { counted }) => return SaveEnd::Saved { counted },
+                Ok(AnswerSaved::LeaseLost) => {
+                    tracing::warn!(
+                        message_id,
+                        "generation lease lost before the answer was saved"
+                    );
+                    return SaveEnd::LeaseLost;
+                }
+                Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %err, retry_in = ?pause, "cannot save the answer; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, message_id, "giving up saving the answer");
+                    return SaveEnd::GaveUp;
+                }
+            }
+        }
     }
 
     async fn release_lease(&self) {
@@ -529,10 +597,11 @@ impl Watchdog {
         lease: Uuid,
         settings: &ChatSettings,
         cancel: CancellationToken,
+        lost: LeaseLost,
     ) -> Watchdog {
         let ttl = settings.lease_ttl;
         Watchdog(tokio::spawn(async move {
-            renew(store.as_ref(), thread_id, lease, ttl, &cancel).await;
+            renew(store.as_ref(), thread_id, lease, ttl, &cancel, &lost).await;
         }))
     }
 }
@@ -549,6 +618,7 @@ async fn renew(
     lease: Uuid,
     ttl: Duration,
     cancel: &CancellationToken,
+    lost: &LeaseLost,
 ) {
     use tokio::time::{Instant, MissedTickBehavior, interval_at};
     // Renew well before expiry, so one slow database round trip is harmless.
@@ -564,6 +634,7 @@ async fn renew(
                     // Another generation took the thread over (our lease
                     // expired): stop rather than write a second answer.
                     tracing::warn!(thread_id, "generation lease lost; stopping");
+                    lost.set();
                     cancel.cancel();
                     return;
                 }

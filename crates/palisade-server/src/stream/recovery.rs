@@ -30,7 +30,9 @@ impl Sweeper {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match store.recover_interrupted_answers(None).await {
+                // An expired lease gets one more ttl: after a database outage its
+                // node renews it within a third of that.
+                match store.recover_interrupted_answers(None, every).await {
                     Ok(0) => {}
                     Ok(count) => {
                         tracing::info!(count, "marked answers of a dead generation as interrupted")
