@@ -10,37 +10,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use palisade_llm::testing::{FakeOpenAi, FakeResponse, FakeStep, content_chunk, role_chunk};
-use palisade_store::testing::{Backend, POSTGRES_URL_VAR, TestDatabase};
-use palisade_store::{Message, MessageFilter, NewUser, Role, Scope, Store};
-use serde_json::{Value, json};
-use uuid::Uuid;
+use palisade_store::testing::Backend;
+use palisade_store::{Role, Store};
+use serde_json::json;
 
-use common::{free_port, serve};
+use common::{account, free_port, messages, on_database, post_stream, serve, thread};
 
 const PARTIAL: &str =
     "Node A had streamed this much of the answer before it was killed, mid-sentence";
-
-async fn messages(store: &Arc<dyn Store>, thread: Uuid, include_history: bool) -> Vec<Message> {
-    store
-        .list_messages(&MessageFilter {
-            scope: Scope::All,
-            thread: Some(thread),
-            is_flagged: None,
-            include_history,
-        })
-        .await
-        .expect("list messages")
-}
-
-async fn post_stream(port: u16, token: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
-        .header("Authorization", format!("Token {token}"))
-        .json(body)
-        .send()
-        .await
-        .expect("stream request")
-}
 
 async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
     let llm = FakeOpenAi::start().await;
@@ -49,21 +26,8 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
         ("PALISADE_LLM_PROVIDER", "openai"),
         ("PALISADE_LLM_BASE_URL", base_url.as_str()),
     ];
-    let alice = store
-        .create_user(&NewUser {
-            username: "alice".into(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user");
-    let token = palisade_server::auth::issue_token(store.as_ref(), &alice, None)
-        .await
-        .expect("token");
-    let session = store
-        .get_or_create_session(alice.id)
-        .await
-        .expect("session");
-    let thread = store.create_thread(session.id, "t").await.expect("thread");
+    let (alice, token) = account(store.as_ref(), "alice").await;
+    let thread = thread(store.as_ref(), &alice, "t").await;
     let thread_hex = thread.uuid.simple().to_string();
 
     let (port_a, port_b) = (free_port(), free_port());
@@ -92,7 +56,7 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
     // What the client saw is in the database within the save interval.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let rows = messages(&store, thread.uuid, false).await;
+        let rows = messages(store.as_ref(), thread.uuid, false).await;
         if rows.get(1).is_some_and(|m| m.content == PARTIAL) {
             assert!(rows[1].is_generating);
             break;
@@ -160,7 +124,7 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
 
     // The partial answer is kept, marked interrupted; the new exchange
     // follows it with contiguous indexes.
-    let rows = messages(&store, thread.uuid, false).await;
+    let rows = messages(store.as_ref(), thread.uuid, false).await;
     let shape: Vec<(Role, i64, &str, bool)> = rows
         .iter()
         .map(|m| {
@@ -216,14 +180,14 @@ async fn node_killed_mid_answer(url: String, store: Arc<dyn Store>) {
     .await;
     assert_eq!(response.status(), 200);
     response.text().await.expect("body");
-    let rows = messages(&store, thread.uuid, false).await;
+    let rows = messages(store.as_ref(), thread.uuid, false).await;
     assert_eq!(rows.len(), 4);
     assert_eq!(
         (rows[3].sequence_index, rows[3].content.as_str()),
         (4, "Node B again.")
     );
     assert_eq!(rows[1].content, PARTIAL);
-    let all = messages(&store, thread.uuid, true).await;
+    let all = messages(store.as_ref(), thread.uuid, true).await;
     assert_eq!(all.len(), 5, "one replaced row: {all:?}");
 }
 
@@ -251,18 +215,8 @@ async fn load_across_two_nodes(url: String, store: Arc<dyn Store>) {
 
     let mut users = Vec::new();
     for n in 0..USERS {
-        let user = store
-            .create_user(&NewUser {
-                username: format!("user{n}"),
-                ..NewUser::default()
-            })
-            .await
-            .expect("user");
-        let token = palisade_server::auth::issue_token(store.as_ref(), &user, None)
-            .await
-            .expect("token");
-        let session = store.get_or_create_session(user.id).await.expect("session");
-        let thread = store.create_thread(session.id, "t").await.expect("thread");
+        let (user, token) = account(store.as_ref(), &format!("user{n}")).await;
+        let thread = thread(store.as_ref(), &user, "t").await;
         users.push((token, thread.uuid));
     }
     let clients = users.iter().cloned().enumerate().map(|(n, (token, thread))| {
@@ -282,7 +236,7 @@ async fn load_across_two_nodes(url: String, store: Arc<dyn Store>) {
         client.await.expect("client");
     }
     for (_, thread) in &users {
-        let rows = messages(&store, *thread, true).await;
+        let rows = messages(store.as_ref(), *thread, true).await;
         assert_eq!(rows.len(), QUESTIONS * 2, "{rows:?}");
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(row.sequence_index, i as i64 + 1, "{rows:?}");
@@ -304,40 +258,22 @@ async fn load_across_two_nodes(url: String, store: Arc<dyn Store>) {
     }
 }
 
-async fn run(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        println!("skipped: node test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
-        return;
-    };
-    node_killed_mid_answer(db.url.clone(), db.store.clone()).await;
-    db.remove().await;
-}
-
-async fn run_load(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        println!("skipped: load test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
-        return;
-    };
-    load_across_two_nodes(db.url.clone(), db.store.clone()).await;
-    db.remove().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_load_across_two_nodes() {
-    run_load(Backend::Sqlite).await;
+    on_database(Backend::Sqlite, "load test", load_across_two_nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_load_across_two_nodes() {
-    run_load(Backend::Postgres).await;
+    on_database(Backend::Postgres, "load test", load_across_two_nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_node_killed_mid_answer() {
-    run(Backend::Sqlite).await;
+    on_database(Backend::Sqlite, "node test", node_killed_mid_answer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_node_killed_mid_answer() {
-    run(Backend::Postgres).await;
+    on_database(Backend::Postgres, "node test", node_killed_mid_answer).await;
 }

@@ -44,11 +44,11 @@ use futures_util::StreamExt;
 use palisade_llm::testing::{
     FakeOpenAi, FakeResponse, FakeStep, content_chunk, done, finish_chunk, role_chunk,
 };
-use palisade_store::{DatabaseUrl, Message, MessageFilter, NewUser, Role, Scope, Store};
+use palisade_store::{DatabaseUrl, Message, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use common::{PrivatePostgres, free_port, serve_logged};
+use common::{PrivatePostgres, account, free_port, messages, serve_logged, thread};
 
 /// Clients asking questions continuously, each in its own thread.
 const CLIENTS: usize = 8;
@@ -395,18 +395,6 @@ fn unavailable_problem(exchange: &Exchange) -> Option<String> {
     (!problems.is_empty()).then(|| problems.join(", "))
 }
 
-async fn rows(store: &Arc<dyn Store>, thread: Uuid) -> Vec<Message> {
-    store
-        .list_messages(&MessageFilter {
-            scope: Scope::All,
-            thread: Some(thread),
-            is_flagged: None,
-            include_history: true,
-        })
-        .await
-        .expect("list messages")
-}
-
 /// A temp dir for the server's log: removed when the test passes, kept
 /// (and named) when it fails.
 struct LogDir(std::path::PathBuf);
@@ -477,28 +465,15 @@ async fn postgres_outage_under_load_loses_no_answer() {
         .await
         .expect("connect to the private PostgreSQL");
     store.migrate().await.expect("migrate");
-    let alice = store
-        .create_user(&NewUser {
-            username: "alice".into(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user");
-    let token = palisade_server::auth::issue_token(store.as_ref(), &alice, None)
-        .await
-        .expect("token");
-    let session = store
-        .get_or_create_session(alice.id)
-        .await
-        .expect("session");
+    let (alice, token) = account(store.as_ref(), "alice").await;
     // Existing threads, so no title calls. The last one is the probes'.
     let mut threads = Vec::new();
     for i in 0..=CLIENTS {
-        let thread = store
-            .create_thread(session.id, &format!("thread {i}"))
-            .await
-            .expect("thread");
-        threads.push(thread.uuid);
+        threads.push(
+            thread(store.as_ref(), &alice, &format!("thread {i}"))
+                .await
+                .uuid,
+        );
     }
 
     let llm = FakeOpenAi::start().await;
@@ -590,7 +565,7 @@ async fn postgres_outage_under_load_loses_no_answer() {
     // Streams: an end line; the text as stored; whole unless an `e` line says otherwise.
     let mut stored: BTreeMap<Uuid, Vec<Message>> = BTreeMap::new();
     for &thread in &threads {
-        stored.insert(thread, rows(&store, thread).await);
+        stored.insert(thread, messages(store.as_ref(), thread, true).await);
     }
     let by_uuid: BTreeMap<String, &Message> = stored
         .values()

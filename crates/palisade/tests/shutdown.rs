@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use palisade_llm::testing::{FakeOpenAi, FakeResponse, FakeStep, content_chunk, role_chunk};
-use palisade_store::testing::{Backend, POSTGRES_URL_VAR, TestDatabase};
-use palisade_store::{MessageFilter, NewUser, Scope, Store};
+use palisade_store::Store;
+use palisade_store::testing::Backend;
 use serde_json::json;
 
-use common::{BIN, Server, free_port};
+use common::{BIN, Server, account, free_port, messages, on_database, post_stream, thread};
 
 const PARTIAL: &str = "This answer was still being written when the server was told to stop.";
 const INTERRUPTED: &str = "{\"e\":\"Chat processing was interrupted. Please try again later.\"}";
@@ -39,21 +39,8 @@ async fn stop_mid_answer(
 ) -> Duration {
     let llm = FakeOpenAi::start().await;
     let base_url = llm.base_url();
-    let alice = store
-        .create_user(&NewUser {
-            username: "alice".into(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user");
-    let token = palisade_server::auth::issue_token(store.as_ref(), &alice, None)
-        .await
-        .expect("token");
-    let session = store
-        .get_or_create_session(alice.id)
-        .await
-        .expect("session");
-    let thread = store.create_thread(session.id, "t").await.expect("thread");
+    let (alice, token) = account(store.as_ref(), "alice").await;
+    let thread = thread(store.as_ref(), &alice, "t").await;
 
     let port = free_port();
     let log = std::env::temp_dir().join(format!("palisade-shutdown-{port}.log"));
@@ -80,13 +67,8 @@ async fn stop_mid_answer(
         content_chunk(PARTIAL),
         FakeStep::Hang,
     ]));
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
-        .header("Authorization", format!("Token {token}"))
-        .json(&json!({"input": "q", "thread_uuid": thread.uuid.simple().to_string()}))
-        .send()
-        .await
-        .expect("stream request");
+    let body = json!({"input": "q", "thread_uuid": thread.uuid.simple().to_string()});
+    let response = post_stream(port, &token, &body).await;
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
     let mut seen = String::new();
@@ -140,61 +122,43 @@ async fn stop_mid_answer(
     assert!(logged.contains("stopped"), "{logged}");
 
     // The partial answer is stored, no longer generating.
-    let messages = store
-        .list_messages(&MessageFilter {
-            scope: Scope::All,
-            thread: Some(thread.uuid),
-            is_flagged: None,
-            include_history: false,
-        })
-        .await
-        .expect("messages");
+    let messages = messages(store.as_ref(), thread.uuid, false).await;
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(messages[1].content, PARTIAL);
     assert!(!messages[1].is_generating);
     ended
 }
 
-async fn grace_period(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        println!("skipped: shutdown test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
-        return;
-    };
-    let ended = stop_mid_answer(db.store.clone(), &db.url, "2s", &["TERM"]).await;
+async fn grace_period(url: String, store: Arc<dyn Store>) {
+    let ended = stop_mid_answer(store, &url, "2s", &["TERM"]).await;
     assert!(
         ended >= Duration::from_secs(2),
         "cancelled before the grace period ended: {ended:?}"
     );
-    db.remove().await;
 }
 
-async fn second_signal(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        println!("skipped: shutdown test on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
-        return;
-    };
+async fn second_signal(url: String, store: Arc<dyn Store>) {
     // With a grace period of a minute, only the second signal can end the
     // answer before the test's own deadlines.
-    stop_mid_answer(db.store.clone(), &db.url, "60s", &["INT", "INT"]).await;
-    db.remove().await;
+    stop_mid_answer(store, &url, "60s", &["INT", "INT"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_signal_gives_running_answers_the_grace_period() {
-    grace_period(Backend::Sqlite).await;
+    on_database(Backend::Sqlite, "shutdown test", grace_period).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_signal_gives_running_answers_the_grace_period() {
-    grace_period(Backend::Postgres).await;
+    on_database(Backend::Postgres, "shutdown test", grace_period).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_second_signal_stops_running_answers_at_once() {
-    second_signal(Backend::Sqlite).await;
+    on_database(Backend::Sqlite, "shutdown test", second_signal).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_second_signal_stops_running_answers_at_once() {
-    second_signal(Backend::Postgres).await;
+    on_database(Backend::Postgres, "shutdown test", second_signal).await;
 }

@@ -302,3 +302,77 @@ fn id(args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
+
+/// Runs `test` on a fresh, migrated database of `backend` (its URL for the
+/// `palisade` processes, its store for the test's own checks), then removes
+/// the database. Without PostgreSQL configured it prints a `skipped:` line.
+pub async fn on_database<F, Fut>(backend: palisade_store::testing::Backend, what: &str, test: F)
+where
+    F: FnOnce(String, std::sync::Arc<dyn palisade_store::Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use palisade_store::testing::{POSTGRES_URL_VAR, TestDatabase};
+    let Some(db) = TestDatabase::create(backend).await else {
+        println!("skipped: {what} on PostgreSQL ({POSTGRES_URL_VAR} is not set)");
+        return;
+    };
+    test(db.url.clone(), db.store.clone()).await;
+    db.remove().await;
+}
+
+/// A user `username` and an API token for them, made through the store.
+pub async fn account(
+    store: &dyn palisade_store::Store,
+    username: &str,
+) -> (palisade_store::User, String) {
+    let user = store
+        .create_user(&palisade_store::NewUser {
+            username: username.into(),
+            ..palisade_store::NewUser::default()
+        })
+        .await
+        .expect("user");
+    let token = palisade_server::auth::issue_token(store, &user, None)
+        .await
+        .expect("token");
+    (user, token)
+}
+
+/// A thread of `user` named `name` (an existing thread: no title call).
+pub async fn thread(
+    store: &dyn palisade_store::Store,
+    user: &palisade_store::User,
+    name: &str,
+) -> palisade_store::Thread {
+    let session = store.get_or_create_session(user.id).await.expect("session");
+    store.create_thread(session.id, name).await.expect("thread")
+}
+
+/// The thread's messages in sequence order (replaced rows too with
+/// `include_history`).
+pub async fn messages(
+    store: &dyn palisade_store::Store,
+    thread: uuid::Uuid,
+    include_history: bool,
+) -> Vec<palisade_store::Message> {
+    store
+        .list_messages(&palisade_store::MessageFilter {
+            scope: palisade_store::Scope::All,
+            thread: Some(thread),
+            is_flagged: None,
+            include_history,
+        })
+        .await
+        .expect("list messages")
+}
+
+/// `POST /api/chat/stream/` on a node.
+pub async fn post_stream(port: u16, token: &str, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(body)
+        .send()
+        .await
+        .expect("stream request")
+}
