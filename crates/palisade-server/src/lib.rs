@@ -61,9 +61,35 @@ pub const DEFAULT_LOGIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// (their partial answers are stored either way).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The request id header: taken from the client (or a proxy) when present,
+/// generated otherwise, carried in the request's log lines and returned.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// The whole application, ready to serve.
 pub fn app(state: AppState) -> Router {
-    routes::router(state).layer(TraceLayer::new_for_http())
+    use axum::http::HeaderName;
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    // Outermost last: the id is set before the trace span opens, and copied
+    // onto the response on the way out.
+    routes::router(state)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            },
+        ))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops as

@@ -44,6 +44,9 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
 
+    /// One round trip to the database: the readiness probe.
+    async fn ping(&self) -> Result<()>;
+
     // Users and tokens.
 
     /// Fails with [`StoreError::Conflict`] when the username is taken.

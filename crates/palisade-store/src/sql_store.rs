@@ -284,6 +284,11 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn create_user(&self, user: &$crate::NewUser) -> $crate::Result<$crate::User> {
                 let sql = format!(
                     "INSERT INTO users (uuid, username, full_name, email, is_staff, is_support, \

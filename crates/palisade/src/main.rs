@@ -116,16 +116,29 @@ enum TokenCommand {
     Revoke { username: String },
 }
 
+/// Logs go to stderr: readable text by default, one JSON object per line
+/// with `PALISADE_LOG_FORMAT=json` (for log shippers).
+fn init_logging() -> Result<()> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let format = std::env::var("PALISADE_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        "json" => builder.json().with_current_span(true).init(),
+        other => bail!("PALISADE_LOG_FORMAT={other:?}: use text or json"),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(err) = init_logging() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
 
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

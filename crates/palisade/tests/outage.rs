@@ -342,7 +342,7 @@ async fn client(load: Arc<Load>, client: usize, thread: Uuid) -> Vec<Exchange> {
 }
 
 /// Requests sent while the database is down, every 1.5 s until `until`:
-/// a question, the thread list, the message list.
+/// a question, the thread list, the readiness probe, the message list.
 async fn probe_outage(load: Arc<Load>, thread: Uuid, until: Instant) -> Vec<Exchange> {
     let thread_hex = thread.simple().to_string();
     let mut probes = Vec::new();
@@ -350,12 +350,14 @@ async fn probe_outage(load: Arc<Load>, thread: Uuid, until: Instant) -> Vec<Exch
         if Instant::now() >= until {
             break;
         }
-        let probe = match i % 3 {
+        let probe = match i % 4 {
             0 => {
                 load.ask(CLIENTS, thread, format!("Probe question {i}."))
                     .await
             }
             1 => load.get("/api/chat-threads/").await,
+            // The readiness probe tells the load balancer, the same way.
+            2 => load.get("/readyz").await,
             _ => {
                 load.get(&format!("/api/chat-messages/?thread={thread_hex}"))
                     .await

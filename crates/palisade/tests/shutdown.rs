@@ -16,7 +16,7 @@ use palisade_store::Store;
 use palisade_store::testing::Backend;
 use serde_json::json;
 
-use common::{BIN, Server, account, free_port, messages, on_database, post_stream, thread};
+use common::{BIN, Server, account, free_port, messages, on_database, thread};
 
 const PARTIAL: &str = "This answer was still being written when the server was told to stop.";
 const INTERRUPTED: &str = "{\"e\":\"Chat processing was interrupted. Please try again later.\"}";
@@ -36,7 +36,9 @@ async fn stop_mid_answer(
     url: &str,
     grace: &str,
     signals: &[&str],
-) -> Duration {
+    log_format: &str,
+    min_time: Duration,
+) -> String {
     let llm = FakeOpenAi::start().await;
     let base_url = llm.base_url();
     let (alice, token) = account(store.as_ref(), "alice").await;
@@ -50,6 +52,7 @@ async fn stop_mid_answer(
         .env("PALISADE_LLM_PROVIDER", "openai")
         .env("PALISADE_LLM_BASE_URL", &base_url)
         .env("PALISADE_SHUTDOWN_GRACE", grace)
+        .env("PALISADE_LOG_FORMAT", log_format)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -67,8 +70,14 @@ async fn stop_mid_answer(
         content_chunk(PARTIAL),
         FakeStep::Hang,
     ]));
-    let body = json!({"input": "q", "thread_uuid": thread.uuid.simple().to_string()});
-    let response = post_stream(port, &token, &body).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/chat/stream/"))
+        .header("Authorization", format!("Token {token}"))
+        .header("X-Request-Id", "shutdown-test-request")
+        .json(&json!({"input": "q", "thread_uuid": thread.uuid.simple().to_string()}))
+        .send()
+        .await
+        .expect("stream request");
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
     let mut seen = String::new();
@@ -126,21 +135,35 @@ async fn stop_mid_answer(
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(messages[1].content, PARTIAL);
     assert!(!messages[1].is_generating);
-    ended
+    assert!(
+        ended >= min_time,
+        "stopped before the grace period ended: {ended:?}"
+    );
+    logged
 }
 
+/// With JSON logs: every line is a JSON object, and the generation's lines
+/// carry the request's id.
 async fn grace_period(url: String, store: Arc<dyn Store>) {
-    let ended = stop_mid_answer(store, &url, "2s", &["TERM"]).await;
+    let logged =
+        stop_mid_answer(store, &url, "2s", &["TERM"], "json", Duration::from_secs(2)).await;
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
     assert!(
-        ended >= Duration::from_secs(2),
-        "cancelled before the grace period ended: {ended:?}"
+        lines
+            .iter()
+            .any(|line| line["span"]["request_id"] == "shutdown-test-request"
+                && line["fields"]["message"] == "generation stopped by shutdown"),
+        "{logged}"
     );
 }
 
 async fn second_signal(url: String, store: Arc<dyn Store>) {
     // With a grace period of a minute, only the second signal can end the
     // answer before the test's own deadlines.
-    stop_mid_answer(store, &url, "60s", &["INT", "INT"]).await;
+    stop_mid_answer(store, &url, "60s", &["INT", "INT"], "text", Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,9 +52,34 @@ async fn not_found() -> impl IntoResponse {
     ApiError::not_found()
 }
 
-/// The load balancer's probe: no database, no authentication.
+/// The load balancer's liveness probe: no database, no authentication.
 async fn health() -> &'static str {
     "ok"
+}
+
+/// The readiness probe: 200 while this node can serve (its database
+/// answers), 503 with the reason otherwise, so a load balancer stops sending
+/// traffic to a node whose database is gone. No authentication.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    match state.store.ping().await {
+        Ok(()) => {
+            Json(json!({"status": "ready", "database": state.store.backend()})).into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "not ready: the database does not answer");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from_static("5"),
+                )],
+                Json(json!({"detail": "The database is unavailable. Please try again shortly."})),
+            )
+                .into_response()
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -157,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         // Retrieve is disabled in the reference: the URL exists, every method is 405.
         .route("/api/chat-messages/{uuid}/", any(method_not_allowed))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .merge(web::routes())
         .fallback(not_found)
         .with_state(state);

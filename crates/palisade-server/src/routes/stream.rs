@@ -76,8 +76,9 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
     // From the lease on, the work must not stop halfway if the client goes
     // away (a dropped handler future would leave a stored question without
     // an answer and a held lease): it runs on a task of its own.
-    let start = tokio::spawn(start_generation(
-        state, provider, user, request, verdict, thread, new_thread,
+    let start = tokio::spawn(tracing::Instrument::instrument(
+        start_generation(state, provider, user, request, verdict, thread, new_thread),
+        tracing::Span::current(),
     ));
     let receiver = start
         .await
@@ -146,7 +147,11 @@ async fn start_generation(
         stored_input,
     };
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-    state.generations.spawn(generation.run(Lines::new(sender)));
+    // The generation's log lines carry the request's id.
+    state.generations.spawn(tracing::Instrument::instrument(
+        generation.run(Lines::new(sender)),
+        tracing::Span::current(),
+    ));
     Ok(receiver)
 }
 
