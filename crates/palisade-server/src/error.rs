@@ -31,6 +31,10 @@ pub enum ApiError {
     /// spent, provider not configured, a reply already being generated).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 429 with `Retry-After`: the user has as many answers running as
+    /// allowed (`PALISADE_MAX_GENERATIONS_PER_USER`).
+    #[error("too many generations for this user")]
+    TooManyGenerations,
     /// 424 `{"detail":"Extension is disabled."}`: chat is switched off.
     #[error("chat is disabled")]
     ChatDisabled,
@@ -100,6 +104,16 @@ impl IntoResponse for ApiError {
                 &format!("Unsupported media type \"{media}\" in request."),
             ),
             ApiError::Conflict(text) => detail(StatusCode::CONFLICT, &text),
+            ApiError::TooManyGenerations => {
+                let mut response = detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many answers are being generated for you at once. Wait for one to finish.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             ApiError::ChatDisabled => {
                 detail(StatusCode::FAILED_DEPENDENCY, "Extension is disabled.")
             }

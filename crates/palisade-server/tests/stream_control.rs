@@ -321,6 +321,66 @@ async fn a_cancel_inside_a_code_block_sends_what_is_stored(store: Arc<dyn Store>
     assert_eq!(answer.content, partial);
 }
 
+/// At most `max_generations_per_user` answers run at once for one user,
+/// across nodes: one more gets 429 with `Retry-After`; other users are not
+/// affected; a finished answer frees a place.
+async fn answers_per_user_are_limited(store: Arc<dyn Store>) {
+    let node_a =
+        ChatServer::start_with(store.clone(), |s| s.max_generations_per_user = Some(2)).await;
+    let node_b = ChatServer::start_with(store, |s| s.max_generations_per_user = Some(2)).await;
+    let alice = node_a.user("alice").await;
+    let bob = node_a.user("bob").await;
+    let mut running = Vec::new();
+    for name in ["one", "two"] {
+        let thread = node_a.thread(&alice, name).await;
+        node_a.llm.push(stalled_answer("Working on it"));
+        let response = node_a
+            .post_stream(
+                &alice,
+                &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let (response, _) = first_line(response).await;
+        running.push((thread, response));
+    }
+    let third = node_b.thread(&alice, "three").await;
+    let body = json!({"input": "q", "thread_uuid": hex(&third.uuid)});
+    let refused = node_b.post_stream(&alice, &body).await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_body(
+        refused,
+        429,
+        json!({"detail": "Too many answers are being generated for you at once. Wait for one to finish."}),
+    )
+    .await;
+    assert!(
+        node_b.all_messages(third.uuid).await.is_empty(),
+        "nothing stored for the refused request"
+    );
+    // Another user is not affected.
+    node_b.answer("Hello Bob");
+    let theirs = node_b.thread(&bob, "bob's").await;
+    let streamed = node_b
+        .stream(
+            &bob,
+            &json!({"input": "q", "thread_uuid": hex(&theirs.uuid)}),
+        )
+        .await;
+    assert_eq!(streamed.markdown(), "Hello Bob");
+    // Cancelling one answer frees a place.
+    let (first, response) = running.remove(0);
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&first.uuid));
+    assert_eq!(node_a.post(&alice, &path).await.status(), 204);
+    response.text().await.unwrap();
+    node_b.answer("Now it fits");
+    let streamed = node_b.stream(&alice, &body).await;
+    assert_eq!(streamed.markdown(), "Now it fits");
+    let (second, _) = running.remove(0);
+    let path = format!("/api/chat-threads/{}/cancel/", hex(&second.uuid));
+    assert_eq!(node_a.post(&alice, &path).await.status(), 204);
+}
+
 /// Cancel served by another node reaches the generation through the
 /// database flag.
 async fn cancel_from_another_node(store: Arc<dyn Store>) {
@@ -571,6 +631,7 @@ palisade_store::test_on_both_backends!(
     concurrent_requests_race_safely,
     answers_outlive_the_connection,
     cancel_keeps_the_partial_answer,
+    answers_per_user_are_limited,
     a_cancel_inside_a_code_block_sends_what_is_stored,
     cancel_is_owner_only,
     cancel_from_another_node,

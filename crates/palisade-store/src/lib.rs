@@ -121,13 +121,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the thread's generation lease for `ttl`, unless another unexpired
     /// lease holds it, and clears any earlier cancel request. `false` when the
-    /// thread is busy. One statement, so concurrent callers cannot both win.
+    /// thread is busy. Concurrent callers cannot both win.
     async fn acquire_generation_lease(
         &self,
         thread_id: i64,
         lease: Uuid,
         ttl: Duration,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let grant = self
+            .acquire_limited_lease(thread_id, lease, ttl, None)
+            .await?;
+        Ok(grant == LeaseGrant::Granted)
+    }
+    /// As [`Store::acquire_generation_lease`], and also refused
+    /// ([`LeaseGrant::UserBusy`]) when the thread's owner already has
+    /// `max_per_user` unexpired leases, on any node: the check and the take
+    /// are serialised per user, so concurrent requests cannot overshoot.
+    async fn acquire_limited_lease(
+        &self,
+        thread_id: i64,
+        lease: Uuid,
+        ttl: Duration,
+        max_per_user: Option<u32>,
+    ) -> Result<LeaseGrant>;
     /// Extends a lease its holder still owns; `false` when it was lost.
     async fn renew_generation_lease(
         &self,

@@ -241,6 +241,16 @@ pub struct AnswerProgress<'a> {
     pub done: bool,
 }
 
+/// The answer to a lease request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseGrant {
+    Granted,
+    /// Another generation holds the thread.
+    ThreadBusy,
+    /// The thread's owner has as many generations running as allowed.
+    UserBusy,
+}
+
 /// What [`Store::save_answer`](crate::Store::save_answer) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerSaved {

@@ -625,12 +625,43 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn acquire_generation_lease(
+            async fn acquire_limited_lease(
                 &self,
                 thread_id: i64,
                 lease: uuid::Uuid,
                 ttl: std::time::Duration,
-            ) -> $crate::Result<bool> {
+                max_per_user: Option<u32>,
+            ) -> $crate::Result<$crate::LeaseGrant> {
+                let mut tx = self.begin_write().await?;
+                if let Some(limit) = max_per_user {
+                    // The owner's session row is the per-user lock (SQLite's
+                    // write transaction already serialises everything).
+                    let owner: Option<i64> = sqlx::query_scalar(concat!(
+                        "SELECT s.id FROM chat_sessions s JOIN threads t ON t.session_id = s.id \
+                         WHERE t.id = $1",
+                        $row_lock
+                    ))
+                    .bind(thread_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(session_id) = owner else {
+                        return Err($crate::StoreError::NotFound("thread"));
+                    };
+                    // Expiry by the database's clock: a dead node's leases
+                    // stop counting when they expire.
+                    let running: i64 = sqlx::query_scalar(concat!(
+                        "SELECT COUNT(*) FROM threads WHERE session_id = $1 AND id <> $2 \
+                         AND generation_lease IS NOT NULL AND generation_lease_expires > ",
+                        $db_now
+                    ))
+                    .bind(session_id)
+                    .bind(thread_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if running >= i64::from(limit) {
+                        return Ok($crate::LeaseGrant::UserBusy);
+                    }
+                }
                 // Expiry is judged by the database's clock, so nodes whose
                 // clocks disagree still agree on who holds a thread.
                 let done = sqlx::query(concat!(
@@ -644,9 +675,14 @@ macro_rules! sql_store {
                 .bind($crate::rows::uuid_text(lease))
                 .bind($crate::sql::micros(ttl))
                 .bind(thread_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                tx.commit().await?;
+                Ok(if done.rows_affected() == 1 {
+                    $crate::LeaseGrant::Granted
+                } else {
+                    $crate::LeaseGrant::ThreadBusy
+                })
             }
 
             async fn renew_generation_lease(

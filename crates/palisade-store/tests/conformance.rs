@@ -756,7 +756,64 @@ mod leases {
         assert!(db.cancel_requests(&[]).await.unwrap().is_empty());
     }
 
+    async fn leases_per_user_are_limited(db: Db) {
+        use palisade_store::LeaseGrant;
+        let alice = user(&db, "alice").await;
+        let bob = user(&db, "bob").await;
+        let mut threads = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            threads.push(thread(&db, &alice, name).await.id);
+        }
+        let bobs = thread(&db, &bob, "b1").await.id;
+        let take = |thread_id: i64, ttl: Duration| {
+            let db = db.clone();
+            async move {
+                db.acquire_limited_lease(thread_id, Uuid::new_v4(), ttl, Some(2))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(take(threads[0], LONG).await, LeaseGrant::Granted);
+        assert_eq!(take(threads[0], LONG).await, LeaseGrant::ThreadBusy);
+        assert_eq!(
+            take(threads[1], Duration::from_millis(50)).await,
+            LeaseGrant::Granted
+        );
+        assert_eq!(take(threads[2], LONG).await, LeaseGrant::UserBusy);
+        assert_eq!(take(bobs, LONG).await, LeaseGrant::Granted, "per user");
+        // An expired lease (a dead node's) stops counting.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(take(threads[2], LONG).await, LeaseGrant::Granted);
+        assert_eq!(take(threads[3], LONG).await, LeaseGrant::UserBusy);
+    }
+
+    async fn racing_users_stay_within_their_limit(db: Db) {
+        use palisade_store::LeaseGrant;
+        let alice = user(&db, "alice").await;
+        let mut threads = Vec::new();
+        for n in 0..8 {
+            threads.push(thread(&db, &alice, &format!("t{n}")).await.id);
+        }
+        let attempts = threads.into_iter().map(|thread_id| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.acquire_limited_lease(thread_id, Uuid::new_v4(), LONG, Some(3))
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut granted = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            if attempt.await.unwrap() == LeaseGrant::Granted {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 3);
+    }
+
     palisade_store::test_on_both_backends!(
+        leases_per_user_are_limited,
+        racing_users_stay_within_their_limit,
         cancel_requests_are_read_for_many_threads,
         one_generation_per_thread,
         expired_leases_can_be_taken_over,

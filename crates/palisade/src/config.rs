@@ -93,6 +93,9 @@ pub struct Config {
     /// How long a finished answer is retried while the database cannot
     /// store it, e.g. `2m` (`PALISADE_SAVE_RETRY`).
     pub save_retry: String,
+    /// Answers one user may have running at once, across nodes; 0 for no
+    /// limit (`PALISADE_MAX_GENERATIONS_PER_USER`).
+    pub max_generations_per_user: u32,
 }
 
 impl Default for Config {
@@ -122,6 +125,7 @@ impl Default for Config {
             login_token_ttl: "24h".into(),
             shutdown_grace: "30s".into(),
             save_retry: "2m".into(),
+            max_generations_per_user: 3,
         }
     }
 }
@@ -151,6 +155,7 @@ const ENV_KEYS: &[&str] = &[
     "login_token_ttl",
     "shutdown_grace",
     "save_retry",
+    "max_generations_per_user",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -267,6 +272,8 @@ impl Config {
     ) -> Result<palisade_server::ChatSettings> {
         let mut settings = palisade_server::ChatSettings::new(provider);
         settings.save_retry = self.save_retry()?;
+        settings.max_generations_per_user =
+            (self.max_generations_per_user > 0).then_some(self.max_generations_per_user);
         settings.enabled = self.chat_enabled;
         settings.history_limit = self.history_limit;
         settings.quota_defaults = self.quota_defaults();
@@ -420,6 +427,7 @@ mod tests {
             let chat = config.chat_settings(None).map_err(|e| e.to_string())?;
             assert_eq!(chat.history_limit, 20);
             assert_eq!(chat.save_retry.as_secs(), 120);
+            assert_eq!(chat.max_generations_per_user, Some(3));
             assert_eq!(
                 config
                     .shutdown_grace()

@@ -484,6 +484,8 @@ async fn postgres_outage_under_load_loses_no_answer() {
     let env = [
         ("PALISADE_LLM_PROVIDER", "openai"),
         ("PALISADE_LLM_BASE_URL", base_url.as_str()),
+        // One user asks in all threads at once.
+        ("PALISADE_MAX_GENERATIONS_PER_USER", "0"),
         ("RUST_LOG", "info,sqlx=warn,tower_http=warn"),
     ];
     let server = serve_logged(&url, port, &env, &logs.serve_log());

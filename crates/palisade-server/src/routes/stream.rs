@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use palisade_guard::Verdict;
 use palisade_llm::ChatProvider;
 use palisade_store::{
-    AnswerTo, Detection, MessageFilter, QuotaCheck, Scope, StoreError, Thread, ThreadFilter, User,
+    AnswerTo, Detection, LeaseGrant, MessageFilter, QuotaCheck, Scope, StoreError, Thread,
+    ThreadFilter, User,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
@@ -102,14 +103,23 @@ async fn start_generation(
     new_thread: bool,
 ) -> ApiResult<UnboundedReceiver<Bytes>> {
     let lease = Uuid::new_v4();
-    let acquired = state
+    let grant = state
         .store
-        .acquire_generation_lease(thread.id, lease, state.chat.lease_ttl)
+        .acquire_limited_lease(
+            thread.id,
+            lease,
+            state.chat.lease_ttl,
+            state.chat.max_generations_per_user,
+        )
         .await?;
-    if !acquired {
-        return Err(ApiError::Conflict(
-            "A reply is already being generated in this thread.".to_owned(),
-        ));
+    match grant {
+        LeaseGrant::Granted => {}
+        LeaseGrant::ThreadBusy => {
+            return Err(ApiError::Conflict(
+                "A reply is already being generated in this thread.".to_owned(),
+            ));
+        }
+        LeaseGrant::UserBusy => return Err(ApiError::TooManyGenerations),
     }
     // An answer left generating by a generation that lost the thread (its
     // node died) is interrupted now, before this one is placed beside it.

@@ -25,6 +25,9 @@ pub struct ChatSettings {
     pub history_limit: i64,
     /// System default token limits, daily/weekly/monthly; −1 is unlimited.
     pub quota_defaults: QuotaDefaults,
+    /// Answers one user may have running at once, across nodes
+    /// (`PALISADE_MAX_GENERATIONS_PER_USER`); `None` for no limit.
+    pub max_generations_per_user: Option<u32>,
     /// How long a generation lease lasts without renewal. A node that dies
     /// mid-answer frees its threads after at most this long.
     pub lease_ttl: Duration,
@@ -51,6 +54,7 @@ impl ChatSettings {
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_limit: 20,
             quota_defaults: QuotaDefaults::UNLIMITED,
+            max_generations_per_user: Some(3),
             // Renewed every ttl/3 (3 s): a dead node's threads are free
             // again within 9 s.
             lease_ttl: Duration::from_secs(9),
@@ -72,6 +76,7 @@ impl std::fmt::Debug for ChatSettings {
             )
             .field("history_limit", &self.history_limit)
             .field("quota_defaults", &self.quota_defaults)
+            .field("max_generations_per_user", &self.max_generations_per_user)
             .field("lease_ttl", &self.lease_ttl)
             .field("cancel_poll_interval", &self.cancel_poll_interval)
             .finish_non_exhaustive()
