@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod input_guard;
+pub mod metrics;
 pub mod pagination;
 pub mod params;
 pub mod password;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub generations: Arc<Generations>,
     /// Lifetime of a token issued by password login (`PALISADE_LOGIN_TOKEN_TTL`).
     pub login_token_ttl: Duration,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Bearer token `/metrics` requires (`PALISADE_METRICS_TOKEN`); open
+    /// when `None`.
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -50,6 +55,8 @@ impl AppState {
             chat: Arc::new(chat),
             generations: Arc::new(Generations::default()),
             login_token_ttl: DEFAULT_LOGIN_TOKEN_TTL,
+            metrics: Arc::new(metrics::Metrics::default()),
+            metrics_token: None,
         }
     }
 }
@@ -72,7 +79,8 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     // Outermost last: the id is set before the trace span opens, and copied
     // onto the response on the way out.
-    routes::router(state)
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {
@@ -122,7 +130,11 @@ pub async fn serve_with_grace(
     grace: Duration,
 ) -> std::io::Result<()> {
     let generations = state.generations.clone();
-    let _sweeper = stream::recovery::Sweeper::spawn(state.store.clone(), state.chat.lease_ttl);
+    let _sweeper = stream::recovery::Sweeper::spawn(
+        state.store.clone(),
+        state.metrics.clone(),
+        state.chat.lease_ttl,
+    );
     let _cancel_watcher = stream::recovery::CancelWatcher::spawn(
         state.store.clone(),
         generations.clone(),

@@ -47,6 +47,9 @@ pub trait Store: Send + Sync + 'static {
     /// One round trip to the database: the readiness probe.
     async fn ping(&self) -> Result<()>;
 
+    /// This process's connection pool right now, for metrics.
+    fn pool_connections(&self) -> PoolConnections;
+
     // Users and tokens.
 
     /// Fails with [`StoreError::Conflict`] when the username is taken.

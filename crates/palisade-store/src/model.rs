@@ -241,6 +241,14 @@ pub struct AnswerProgress<'a> {
     pub done: bool,
 }
 
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConnections {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+}
+
 /// The answer to a lease request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseGrant {

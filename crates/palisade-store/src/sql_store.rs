@@ -284,6 +284,13 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            fn pool_connections(&self) -> $crate::PoolConnections {
+                $crate::PoolConnections {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                }
+            }
+
             async fn ping(&self) -> $crate::Result<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -96,6 +96,9 @@ pub struct Config {
     /// Answers one user may have running at once, across nodes; 0 for no
     /// limit (`PALISADE_MAX_GENERATIONS_PER_USER`).
     pub max_generations_per_user: u32,
+    /// Bearer token `/metrics` requires (`PALISADE_METRICS_TOKEN`); open
+    /// when empty.
+    pub metrics_token: Secret,
 }
 
 impl Default for Config {
@@ -126,6 +129,7 @@ impl Default for Config {
             shutdown_grace: "30s".into(),
             save_retry: "2m".into(),
             max_generations_per_user: 3,
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -156,6 +160,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_grace",
     "save_retry",
     "max_generations_per_user",
+    "metrics_token",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.

@@ -398,6 +398,8 @@ async fn serve(
         config.chat_settings(provider)?,
     );
     state.login_token_ttl = login_token_ttl;
+    let metrics_token = config.metrics_token.0.trim();
+    state.metrics_token = (!metrics_token.is_empty()).then(|| metrics_token.to_owned());
     let address = browser_url(config.bind);
     // Printed after the model is loaded (its fetch may print a lot), so it
     // is the last thing on the screen when the server is ready.

@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat-messages/{uuid}/", any(method_not_allowed))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(crate::metrics::scrape))
         .merge(web::routes())
         .fallback(not_found)
         .with_state(state);

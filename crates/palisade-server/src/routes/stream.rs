@@ -70,7 +70,9 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
     let body = Body::read(Request::from_parts(parts, body), &state, true).await?;
     let request = StreamRequest::from_body(&body)?;
     check_quota(&state, &user).await?;
+    let scanning = std::time::Instant::now();
     let verdict = scan_fail_closed(state.guard.as_ref(), &request.input);
+    state.metrics.verdict(&verdict, scanning.elapsed());
     audit::risky_input(state.store.as_ref(), &user, &verdict).await?;
     let (thread, new_thread) = resolve_thread(&state, &user, request.thread).await?;
 
@@ -123,12 +125,13 @@ async fn start_generation(
     }
     // An answer left generating by a generation that lost the thread (its
     // node died) is interrupted now, before this one is placed beside it.
-    if let Err(err) = state
+    match state
         .store
         .recover_interrupted_answers(Some(thread.id), Duration::ZERO)
         .await
     {
-        tracing::warn!(error = %err, "cannot recover interrupted answers");
+        Ok(count) => state.metrics.takeovers(count),
+        Err(err) => tracing::warn!(error = %err, "cannot recover interrupted answers"),
     }
     let (reply, answer_to, stored_input) =
         match prepare(&state, &user, &request, &verdict, &thread).await {
@@ -146,6 +149,7 @@ async fn start_generation(
         provider,
         settings: state.chat.clone(),
         generations: state.generations.clone(),
+        metrics: state.metrics.clone(),
         user_id: user.id,
         thread_id: thread.id,
         thread_uuid: thread.uuid,

@@ -57,6 +57,7 @@ pub struct Generation {
     pub provider: Arc<dyn ChatProvider>,
     pub settings: Arc<ChatSettings>,
     pub generations: Arc<Generations>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub user_id: i64,
     pub thread_id: i64,
     pub thread_uuid: Uuid,
@@ -248,6 +249,7 @@ impl Generation {
     /// is dropped: right after the final line, once the answer and its
     /// usage are stored. A new thread's title is made after that.
     pub async fn run(self, lines: Lines) {
+        let started = std::time::Instant::now();
         // Registered before the first line, so a follower on this node sees
         // the whole transcript.
         let registration = self
@@ -318,6 +320,7 @@ impl Generation {
         match &ending {
             Ending::Failed(err) => {
                 tracing::warn!(error = %err, thread = %thread_uuid, "model call failed");
+                self.metrics.llm_error(error_reason(err));
                 lines.send(if matches!(err, LlmError::Busy(_)) {
                     Line::Busy
                 } else {
@@ -357,6 +360,7 @@ impl Generation {
         let counted = match end {
             SaveEnd::Saved { counted } => {
                 lines.send_bytes(final_line);
+                self.metrics.generation_finished(started.elapsed());
                 counted
             }
             SaveEnd::LeaseLost => {
@@ -381,6 +385,10 @@ impl Generation {
         // sends none), what it produced is still paid for: one token per
         // streamed delta, and the prompt estimated at 4 characters a token.
         let usage = usage.or_else(|| self.estimated_usage(deltas));
+        if let Some(usage) = usage {
+            self.metrics
+                .tokens(usage.prompt_tokens, usage.completion_tokens);
+        }
         if let (Some(answer), Some(usage)) = (&answer, usage) {
             let recorded = self
                 .store
@@ -567,6 +575,10 @@ impl Generation {
                 return 0;
             }
         };
+        if let Some(usage) = collected.usage {
+            self.metrics
+                .tokens(usage.prompt_tokens, usage.completion_tokens);
+        }
         let spent = collected.usage.map_or(0, |u| u.total());
         if let Some(err) = &collected.error {
             tracing::warn!(error = %err, "title call failed");
@@ -578,6 +590,22 @@ impl Generation {
             tracing::warn!(error = %err, "cannot store the thread title");
         }
         spent
+    }
+}
+
+/// The `reason` label of a failed model call.
+fn error_reason(err: &LlmError) -> &'static str {
+    match err {
+        LlmError::NotConfigured(_) => "not_configured",
+        LlmError::Connect(_) => "connect",
+        LlmError::Timeout { .. } => "timeout",
+        LlmError::Status { .. } => "status",
+        LlmError::Upstream(_) => "upstream",
+        LlmError::Network(_) => "network",
+        LlmError::Truncated => "truncated",
+        LlmError::MalformedStream(_) => "malformed",
+        LlmError::Cancelled => "cancelled",
+        LlmError::Busy(_) => "busy",
     }
 }
 

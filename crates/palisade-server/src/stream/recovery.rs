@@ -16,6 +16,7 @@ use std::time::Duration;
 use palisade_store::Store;
 
 use super::registry::Generations;
+use crate::metrics::Metrics;
 use tokio::task::JoinHandle;
 
 /// The running sweep; dropping it stops the sweep.
@@ -24,7 +25,7 @@ pub struct Sweeper(JoinHandle<()>);
 impl Sweeper {
     /// Sweeps every `every` (a node's lease ttl: an answer is marked
     /// interrupted at most two ttls after its node died).
-    pub fn spawn(store: Arc<dyn Store>, every: Duration) -> Sweeper {
+    pub fn spawn(store: Arc<dyn Store>, metrics: Arc<Metrics>, every: Duration) -> Sweeper {
         Sweeper(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -35,7 +36,8 @@ impl Sweeper {
                 match store.recover_interrupted_answers(None, every).await {
                     Ok(0) => {}
                     Ok(count) => {
-                        tracing::info!(count, "marked answers of a dead generation as interrupted")
+                        metrics.takeovers(count);
+                        tracing::info!(count, "marked answers of a dead generation as interrupted");
                     }
                     Err(err) => tracing::debug!(error = %err, "interrupted-answer sweep failed"),
                 }

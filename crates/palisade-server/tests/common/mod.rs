@@ -63,12 +63,17 @@ impl TestServer {
         guard: Arc<dyn InputGuard>,
         chat: ChatSettings,
     ) -> TestServer {
+        Self::start_state(AppState::new(store, guard, chat)).await
+    }
+
+    /// A server for exactly this application state.
+    pub async fn start_state(state: AppState) -> TestServer {
+        let store = state.store.clone();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), guard, chat);
         let generations = state.generations.clone();
         tokio::spawn(palisade_server::serve(listener, state, async move {
             let _ = rx.await;
