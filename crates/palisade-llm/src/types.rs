@@ -120,6 +120,9 @@ pub enum TimeoutKind {
     FirstByte,
     /// Silence between two pieces of the response body.
     Idle,
+    /// The whole answer took longer than its deadline (an upstream that
+    /// never stops).
+    Total,
 }
 
 impl fmt::Display for TimeoutKind {
@@ -128,6 +131,7 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::Connect => "connect",
             TimeoutKind::FirstByte => "first byte",
             TimeoutKind::Idle => "idle",
+            TimeoutKind::Total => "total",
         })
     }
 }

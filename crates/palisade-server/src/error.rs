@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 400 `{"detail": "JSON parse error - …"}`: the body is not JSON.
     #[error("malformed body: {0}")]
     ParseError(String),
+    /// 413: the body is larger than the API accepts.
+    #[error("request body too large")]
+    PayloadTooLarge,
     /// 415: the body is not `application/json`.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
@@ -98,6 +101,10 @@ impl IntoResponse for ApiError {
             ApiError::ParseError(text) => detail(
                 StatusCode::BAD_REQUEST,
                 &format!("JSON parse error - {text}"),
+            ),
+            ApiError::PayloadTooLarge => detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large: at most 1 MiB is accepted.",
             ),
             ApiError::UnsupportedMediaType(media) => detail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

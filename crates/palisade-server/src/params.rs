@@ -181,13 +181,19 @@ async fn read_body<S: Send + Sync>(
     state: &S,
 ) -> Result<axum::body::Bytes, ApiError> {
     use axum::extract::FromRequest;
+    // The router caps bodies at MAX_BODY_BYTES (`DefaultBodyLimit`): a
+    // longer one fails here while being read, without being buffered whole.
     let bytes = axum::body::Bytes::from_request(request, state)
         .await
-        .map_err(|err| ApiError::ParseError(err.body_text()))?;
+        .map_err(|err| {
+            if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::ParseError(err.body_text())
+            }
+        })?;
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::ParseError(format!(
-            "request body larger than {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(ApiError::PayloadTooLarge);
     }
     Ok(bytes)
 }

@@ -84,6 +84,36 @@ async fn input_length_limit(store: Arc<dyn Store>) {
     );
 }
 
+/// A body over the documented 1 MiB limit is refused with 413 in the DRF
+/// style, before it is parsed (and without reading it whole).
+async fn oversized_bodies_are_413(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let staff = chat.staff("root").await;
+    let huge = format!("{{\"input\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    for (path, who) in [
+        ("/api/chat/stream/", &alice),
+        ("/api-auth/password/", &alice),
+        ("/api/guard/scan/", &staff),
+    ] {
+        let response = chat
+            .client
+            .post(chat.url(path))
+            .header("Authorization", format!("Token {}", who.token))
+            .header("Content-Type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_body(
+            response,
+            413,
+            json!({"detail": "Request body too large: at most 1 MiB is accepted."}),
+        )
+        .await;
+    }
+}
+
 /// Item 29: `mode` may be omitted or null; a form body works like JSON.
 async fn optional_fields_and_form_bodies(store: Arc<dyn Store>) {
     let chat = ChatServer::start(store).await;
@@ -418,6 +448,7 @@ async fn misconfigured_quota(store: Arc<dyn Store>) {
 palisade_store::test_on_both_backends!(
     invalid_bodies_are_400,
     input_length_limit,
+    oversized_bodies_are_413,
     optional_fields_and_form_bodies,
     disabled_chat_is_424_before_auth,
     unconfigured_model_is_409_after_auth,

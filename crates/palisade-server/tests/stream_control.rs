@@ -381,6 +381,46 @@ async fn answers_per_user_are_limited(store: Arc<dyn Store>) {
     assert_eq!(node_a.post(&alice, &path).await.status(), 204);
 }
 
+/// An upstream that never stops is cut at the answer's deadline: the
+/// client gets the `e` line and the final line, the partial answer is kept.
+async fn an_endless_answer_is_cut_at_the_deadline(store: Arc<dyn Store>) {
+    let chat = ChatServer::start_with(store, |s| s.llm_deadline = Duration::from_secs(1)).await;
+    let alice = chat.user("alice").await;
+    let thread = chat.thread(&alice, "t").await;
+    let mut steps = vec![role_chunk()];
+    for _ in 0..50 {
+        steps.push(content_chunk("and on "));
+        steps.push(FakeStep::Delay(Duration::from_millis(100)));
+    }
+    steps.push(finish_chunk("stop"));
+    steps.push(done());
+    chat.llm.push(FakeResponse::Stream(steps));
+    let streamed = chat
+        .stream(
+            &alice,
+            &json!({"input": "q", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    assert_eq!(
+        streamed.error(),
+        Some("Chat processing was interrupted. Please try again later.")
+    );
+    assert!(streamed.final_meta().is_some(), "{}", streamed.body);
+    let answer = wait_for_answer(&chat, thread.uuid).await;
+    assert!(answer.content.starts_with("and on "), "{}", answer.content);
+    assert!(
+        answer.content.len() < 50 * 7,
+        "cut before the end: {}",
+        answer.content.len()
+    );
+    assert!(
+        chat.llm
+            .wait_for_disconnects(1, Duration::from_secs(5))
+            .await,
+        "the upstream call was dropped"
+    );
+}
+
 /// Cancel served by another node reaches the generation through the
 /// database flag.
 async fn cancel_from_another_node(store: Arc<dyn Store>) {
@@ -632,6 +672,7 @@ palisade_store::test_on_both_backends!(
     answers_outlive_the_connection,
     cancel_keeps_the_partial_answer,
     answers_per_user_are_limited,
+    an_endless_answer_is_cut_at_the_deadline,
     a_cancel_inside_a_code_block_sends_what_is_stored,
     cancel_is_owner_only,
     cancel_from_another_node,

@@ -10,6 +10,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use palisade_store::DatabaseUrl;
 use serde::{Deserialize, Serialize};
 
+/// `max_tokens` sent to an OpenAI-compatible server when
+/// `PALISADE_LLM_MAX_TOKENS` is not set.
+pub const DEFAULT_OPENAI_MAX_TOKENS: u32 = 2048;
+
 /// The file read when `--config` is not given (only if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "palisade.toml";
 
@@ -99,6 +103,8 @@ pub struct Config {
     /// Bearer token `/metrics` requires (`PALISADE_METRICS_TOKEN`); open
     /// when empty.
     pub metrics_token: Secret,
+    /// The longest one answer may take, in seconds (`PALISADE_LLM_DEADLINE`).
+    pub llm_deadline: u64,
 }
 
 impl Default for Config {
@@ -130,6 +136,7 @@ impl Default for Config {
             save_retry: "2m".into(),
             max_generations_per_user: 3,
             metrics_token: Secret::default(),
+            llm_deadline: 300,
         }
     }
 }
@@ -161,6 +168,7 @@ const ENV_KEYS: &[&str] = &[
     "save_retry",
     "max_generations_per_user",
     "metrics_token",
+    "llm_deadline",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -232,7 +240,9 @@ impl Config {
         config.api_key = (!key.is_empty()).then(|| key.to_owned());
         config.temperature = self.llm_temperature;
         config.top_p = self.llm_top_p;
-        config.max_tokens = self.llm_max_tokens;
+        // A bound on every answer even when the operator set none: a model
+        // that never stops must not run until the deadline every time.
+        config.max_tokens = Some(self.llm_max_tokens.unwrap_or(DEFAULT_OPENAI_MAX_TOKENS));
         let timeout = std::time::Duration::from_secs(self.llm_timeout_secs.max(1));
         config.first_byte_timeout = timeout;
         config.idle_timeout = timeout;
@@ -277,6 +287,7 @@ impl Config {
     ) -> Result<palisade_server::ChatSettings> {
         let mut settings = palisade_server::ChatSettings::new(provider);
         settings.save_retry = self.save_retry()?;
+        settings.llm_deadline = std::time::Duration::from_secs(self.llm_deadline.max(1));
         settings.max_generations_per_user =
             (self.max_generations_per_user > 0).then_some(self.max_generations_per_user);
         settings.enabled = self.chat_enabled;
@@ -387,6 +398,11 @@ mod tests {
             assert_eq!(openai.base_url, "http://127.0.0.1:11434/v1");
             assert_eq!(openai.api_key.as_deref(), Some("sk-secret"));
             assert_eq!(openai.model, "llama3");
+            assert_eq!(
+                openai.max_tokens,
+                Some(DEFAULT_OPENAI_MAX_TOKENS),
+                "bounded by default"
+            );
             assert_eq!(openai.idle_timeout, std::time::Duration::from_secs(90));
             let chat = config.chat_settings(None).map_err(|e| e.to_string())?;
             assert_eq!(chat.history_limit, 5);
@@ -429,6 +445,14 @@ mod tests {
             assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
             assert_eq!(config.llm_provider, LlmProvider::Local);
             assert!(config.openai().is_none());
+            assert_eq!(
+                config
+                    .chat_settings(None)
+                    .map_err(|e| e.to_string())?
+                    .llm_deadline
+                    .as_secs(),
+                300
+            );
             let chat = config.chat_settings(None).map_err(|e| e.to_string())?;
             assert_eq!(chat.history_limit, 20);
             assert_eq!(chat.save_retry.as_secs(), 120);

@@ -455,8 +455,20 @@ impl Generation {
         };
         let mut tick = tokio::time::interval(self.settings.save_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = tokio::time::sleep(self.settings.llm_deadline);
+        tokio::pin!(deadline);
         loop {
             tokio::select! {
+                () = &mut deadline => {
+                    // Dropping the stream drops the upstream call.
+                    return (
+                        Ending::Failed(LlmError::Timeout {
+                            kind: palisade_llm::TimeoutKind::Total,
+                            after: self.settings.llm_deadline,
+                        }),
+                        None,
+                    );
+                }
                 event = events.next() => match event {
                     Some(Ok(ChatEvent::Delta(delta))) => {
                         text.push_str(&delta);

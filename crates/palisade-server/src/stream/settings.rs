@@ -37,6 +37,9 @@ pub struct ChatSettings {
     pub cancel_poll_interval: Duration,
     /// The whole title call, start to end.
     pub title_timeout: Duration,
+    /// The longest one answer may take, start to end (`PALISADE_LLM_DEADLINE`):
+    /// an upstream that never stops is cut there, with the `e` line.
+    pub llm_deadline: Duration,
     /// How often a growing answer is written to its row (at most), so a
     /// dead node loses at most this much of what its clients saw.
     pub save_interval: Duration,
@@ -60,6 +63,7 @@ impl ChatSettings {
             lease_ttl: Duration::from_secs(9),
             cancel_poll_interval: Duration::from_millis(500),
             title_timeout: Duration::from_secs(30),
+            llm_deadline: Duration::from_secs(300),
             save_interval: Duration::from_millis(250),
             save_retry: Duration::from_secs(120),
         }
