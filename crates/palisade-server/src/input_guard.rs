@@ -20,3 +20,13 @@ impl InputGuard for Guard {
 pub fn scan_fail_closed(guard: &dyn InputGuard, text: &str) -> Verdict {
     palisade_guard::fail_closed_on_panic(text, || guard.scan(text))
 }
+
+/// [`scan_fail_closed`] on the blocking pool: a long message takes
+/// milliseconds of CPU, which must not stall the other requests sharing an
+/// async worker. A scan that cannot run there fails closed too.
+pub async fn scan_off_runtime(guard: std::sync::Arc<dyn InputGuard>, text: String) -> Verdict {
+    let fallback = text.clone();
+    tokio::task::spawn_blocking(move || scan_fail_closed(guard.as_ref(), &text))
+        .await
+        .unwrap_or_else(|_| Verdict::fail_closed_with_text(fallback))
+}

@@ -52,6 +52,6 @@ pub async fn scan(
     }
     let JsonBody(body) = JsonBody::from_request(request, &state).await?;
     let text = text_field(&body)?;
-    let verdict = crate::input_guard::scan_fail_closed(state.guard.as_ref(), text);
+    let verdict = crate::input_guard::scan_off_runtime(state.guard.clone(), text.to_owned()).await;
     Ok(Json(palisade_guard::verdict_to_json(&verdict)))
 }

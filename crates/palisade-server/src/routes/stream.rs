@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::input_guard::scan_fail_closed;
+use crate::input_guard::scan_off_runtime;
 use crate::params::{Body, PathUuid};
 use crate::prompt;
 use crate::render::{Detail, FieldErrors, StreamIn};
@@ -71,7 +71,7 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
     let request = StreamRequest::from_body(&body)?;
     check_quota(&state, &user).await?;
     let scanning = std::time::Instant::now();
-    let verdict = scan_fail_closed(state.guard.as_ref(), &request.input);
+    let verdict = scan_off_runtime(state.guard.clone(), request.input.clone()).await;
     state.metrics.verdict(&verdict, scanning.elapsed());
     audit::risky_input(state.store.as_ref(), &user, &verdict).await?;
     let (thread, new_thread) = resolve_thread(&state, &user, request.thread).await?;

@@ -384,6 +384,9 @@ impl Generation {
         // Without the model's own count (cancelled, failed, or a server that
         // sends none), what it produced is still paid for: one token per
         // streamed delta, and the prompt estimated at 4 characters a token.
+        if usage.is_none() && matches!(ending, Ending::Complete) && deltas > 0 {
+            warn_once_no_usage();
+        }
         let usage = usage.or_else(|| self.estimated_usage(deltas));
         if let Some(usage) = usage {
             self.metrics
@@ -603,6 +606,18 @@ impl Generation {
         }
         spent
     }
+}
+
+/// Said once per process: a model server that reports no usage (some
+/// servers ignore `stream_options.include_usage`) is counted by estimate.
+fn warn_once_no_usage() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "the model server reported no token usage; answers are counted by estimate \
+             (one token per streamed piece, the prompt at about 4 characters a token)"
+        );
+    });
 }
 
 /// The `reason` label of a failed model call.
