@@ -80,7 +80,9 @@ pub fn app(state: AppState) -> Router {
     // Outermost last: the id is set before the trace span opens, and copied
     // onto the response on the way out.
     routes::router(state.clone())
-        .layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            params::BODY_READ_LIMIT,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(

@@ -149,6 +149,11 @@ pub fn invalid_choice(value: &str) -> String {
 /// input is 50,000 characters, at most 4 bytes each, plus JSON escaping).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How much of a body is read before it is refused: a little over the limit
+/// is read to its end, so the client (still sending) surely receives the
+/// 413 rather than a reset connection; beyond this the connection is cut.
+pub const BODY_READ_LIMIT: usize = 4 * MAX_BODY_BYTES;
+
 /// A request body as DRF's parsers read it: JSON, or (where a view allows
 /// it) a URL-encoded form. Other content types get 415, malformed JSON 400
 /// `JSON parse error - …`.
@@ -181,8 +186,8 @@ async fn read_body<S: Send + Sync>(
     state: &S,
 ) -> Result<axum::body::Bytes, ApiError> {
     use axum::extract::FromRequest;
-    // The router caps bodies at MAX_BODY_BYTES (`DefaultBodyLimit`): a
-    // longer one fails here while being read, without being buffered whole.
+    // The router stops reading at BODY_READ_LIMIT (`DefaultBodyLimit`); a
+    // body between the two limits is read and then refused.
     let bytes = axum::body::Bytes::from_request(request, state)
         .await
         .map_err(|err| {
