@@ -1232,6 +1232,26 @@ mod durable_answers {
     const LONG: Duration = Duration::from_secs(60);
     const SHORT: Duration = Duration::from_millis(50);
 
+    /// Takes the thread's lease and stores a question: what a generation
+    /// starts from.
+    async fn question_under_lease(
+        db: &Db,
+        thread_id: i64,
+        lease: Uuid,
+        ttl: Duration,
+    ) -> (palisade_store::Message, AnswerTo) {
+        assert!(
+            db.acquire_generation_lease(thread_id, lease, ttl)
+                .await
+                .unwrap()
+        );
+        let question = db.append_user_message(thread_id, "q").await.unwrap();
+        let to = AnswerTo::Message {
+            user_message_id: question.id,
+        };
+        (question, to)
+    }
+
     /// Whether the save was written (the lease still held the thread).
     async fn saved(db: &Db, id: i64, lease: Uuid, progress: &AnswerProgress<'_>) -> bool {
         matches!(
@@ -1264,15 +1284,7 @@ mod durable_answers {
         let alice = user(&db, "alice").await;
         let t = thread(&db, &alice, "t").await;
         let lease = Uuid::new_v4();
-        assert!(
-            db.acquire_generation_lease(t.id, lease, LONG)
-                .await
-                .unwrap()
-        );
-        let question = db.append_user_message(t.id, "q").await.unwrap();
-        let to = AnswerTo::Message {
-            user_message_id: question.id,
-        };
+        let (question, to) = question_under_lease(&db, t.id, lease, LONG).await;
         let answer = db.begin_answer(t.id, &to, lease).await.unwrap();
         let row = &answer.assistant_message;
         assert_eq!((row.content.as_str(), row.sequence_index), ("", 2));
@@ -1322,15 +1334,7 @@ mod durable_answers {
         let alice = user(&db, "alice").await;
         let t = thread(&db, &alice, "t").await;
         let first = Uuid::new_v4();
-        assert!(
-            db.acquire_generation_lease(t.id, first, SHORT)
-                .await
-                .unwrap()
-        );
-        let question = db.append_user_message(t.id, "q").await.unwrap();
-        let to = AnswerTo::Message {
-            user_message_id: question.id,
-        };
+        let (_, to) = question_under_lease(&db, t.id, first, SHORT).await;
         let answer = db.begin_answer(t.id, &to, first).await.unwrap();
         let id = answer.assistant_message.id;
         assert!(saved(&db, id, first, &progress("partial", 3, false)).await);
@@ -1383,15 +1387,7 @@ mod durable_answers {
         let alice = user(&db, "alice").await;
         let t = thread(&db, &alice, "t").await;
         let lease = Uuid::new_v4();
-        assert!(
-            db.acquire_generation_lease(t.id, lease, SHORT)
-                .await
-                .unwrap()
-        );
-        let question = db.append_user_message(t.id, "q").await.unwrap();
-        let to = AnswerTo::Message {
-            user_message_id: question.id,
-        };
+        let (_, to) = question_under_lease(&db, t.id, lease, SHORT).await;
         db.begin_answer(t.id, &to, lease).await.unwrap();
         assert_eq!(
             db.recover_interrupted_answers(None, Duration::ZERO)
@@ -1516,15 +1512,7 @@ mod durable_answers {
         let alice = user(&db, "alice").await;
         let t = thread(&db, &alice, "t").await;
         let lease = Uuid::new_v4();
-        assert!(
-            db.acquire_generation_lease(t.id, lease, SHORT)
-                .await
-                .unwrap()
-        );
-        let question = db.append_user_message(t.id, "q").await.unwrap();
-        let to = AnswerTo::Message {
-            user_message_id: question.id,
-        };
+        let (_, to) = question_under_lease(&db, t.id, lease, SHORT).await;
         let id = db
             .begin_answer(t.id, &to, lease)
             .await
