@@ -12,10 +12,11 @@
 //!
 //! Usage: `stream_bench BINARY [--streams N] [--samples N]`.
 
+mod bench_common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+
+use bench_common::{delta, percentile, role_chunk, rss_kib, stop_chunks};
 
 /// Deltas per answer in the latency phase, and the gap between them.
 const DELTAS: u64 = 100;
@@ -43,14 +46,6 @@ struct Upstream {
     release: Notify,
 }
 
-fn sse(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
-}
-
-fn delta(text: &str) -> Bytes {
-    sse(&json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}))
-}
-
 /// A 60-character delta naming its id.
 fn payload(id: u64) -> String {
     format!("{:<60}", format!("token-{id:010} "))
@@ -64,11 +59,7 @@ fn id_in(text: &str) -> Option<u64> {
 async fn completions(State(upstream): State<Arc<Upstream>>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        let _ = tx
-            .send(sse(
-                &json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
-            ))
-            .await;
+        let _ = tx.send(role_chunk()).await;
         if upstream.hold.load(Ordering::Relaxed) {
             let _ = tx.send(delta(&payload(0))).await;
             upstream.release.notified().await;
@@ -87,12 +78,9 @@ async fn completions(State(upstream): State<Arc<Upstream>>) -> Response {
                 }
             }
         }
-        let _ = tx
-            .send(sse(
-                &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-            ))
-            .await;
-        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        for chunk in stop_chunks() {
+            let _ = tx.send(chunk).await;
+        }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
@@ -102,32 +90,6 @@ async fn completions(State(upstream): State<Arc<Upstream>>) -> Response {
         Body::from_stream(body),
     )
         .into_response()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
@@ -195,42 +157,25 @@ async fn main() -> Result<()> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let data = std::env::temp_dir().join(format!("palisade-stream-bench-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new(&binary)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("PALISADE_DATA_DIR", &data)
-        .env("PALISADE_LLM_PROVIDER", "openai")
-        .env(
-            "PALISADE_LLM_BASE_URL",
-            format!("http://{upstream_addr}/v1"),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {binary}"))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let server = Server(child);
-    let pid = server.0.id();
-    let token = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split_whitespace()
-                .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
-                .map(str::to_owned)
-        })
-        .context("no admin token printed")?;
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = bench_common::serve(
+        &binary,
+        &[
+            ("PALISADE_DATA_DIR", data.display().to_string()),
+            ("PALISADE_LLM_PROVIDER", "openai".to_owned()),
+            (
+                "PALISADE_LLM_BASE_URL",
+                format!("http://{upstream_addr}/v1"),
+            ),
+            ("RUST_LOG", "warn".to_owned()),
+            // The held streams are all the admin's: no per-user limit
+            // (older binaries ignore the setting).
+            ("PALISADE_MAX_GENERATIONS_PER_USER", "0".to_owned()),
+        ],
+        Stdio::inherit(),
+    )?;
+    let pid = server.pid();
+    let token = server.token.clone().context("no admin token printed")?;
+    let base = server.base();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
