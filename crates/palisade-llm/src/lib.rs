@@ -63,6 +63,13 @@ pub trait ChatProvider: Send + Sync {
     /// A short name for logs (`openai`, `scripted`, ...).
     fn name(&self) -> &str;
 
+    /// The answer length this provider uses when a request sets no
+    /// `max_tokens`; `None` when it sets no limit of its own. The server
+    /// reserves that much of a user's token quota before an answer.
+    fn max_tokens(&self) -> Option<u32> {
+        None
+    }
+
     /// Starts generating. Resolves when the upstream accepted the request;
     /// errors before that (connect, timeout, non-2xx status, cancelled) are
     /// returned here. The stream then yields deltas and ends with exactly one

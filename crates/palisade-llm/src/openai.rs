@@ -193,6 +193,10 @@ impl ChatProvider for OpenAiProvider {
         "openai"
     }
 
+    fn max_tokens(&self) -> Option<u32> {
+        self.config.max_tokens
+    }
+
     async fn stream(
         &self,
         request: ChatRequest,

@@ -61,6 +61,14 @@ pub enum FakeResponse {
     /// Close the connection without answering, as a server does with an
     /// idle keep-alive connection the client reuses at that moment.
     Hangup,
+    /// A well-behaved answer of `count` copies of `delta`, one token each,
+    /// cut at the request's `max_tokens` as a real server cuts it, with a
+    /// usage chunk counting `prompt_tokens` and the tokens sent.
+    Budgeted {
+        delta: String,
+        count: u64,
+        prompt_tokens: u64,
+    },
 }
 
 impl FakeResponse {
@@ -325,11 +333,28 @@ async fn handle(
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
+    let max_tokens = recorded.body["max_tokens"].as_u64();
     let response = {
         let mut state = shared.lock();
         state.requests.push(recorded);
         state.responses.pop_front()
     };
+    let response = response.map(|response| match response {
+        FakeResponse::Budgeted {
+            delta,
+            count,
+            prompt_tokens,
+        } => {
+            let sent = max_tokens.map_or(count, |max| count.min(max));
+            let deltas: Vec<&str> = (0..sent).map(|_| delta.as_str()).collect();
+            let usage = Usage {
+                prompt_tokens,
+                completion_tokens: sent,
+            };
+            FakeResponse::answer(&deltas, Some(usage))
+        }
+        other => other,
+    });
     let response = response.unwrap_or_else(|| {
         FakeResponse::error(500, "fake OpenAI server: no scripted response left")
     });
@@ -342,6 +367,10 @@ async fn respond(shared: Arc<Shared>, mut response: FakeResponse) -> Response {
             FakeResponse::Delayed(delay, inner) => {
                 tokio::time::sleep(delay).await;
                 response = *inner;
+            }
+            FakeResponse::Budgeted { .. } => {
+                // Resolved against the request in `handle`; not when nested.
+                response = FakeResponse::error(500, "fake OpenAI server: nested budgeted answer");
             }
             FakeResponse::Hangup => {
                 // Unwinding the connection's task drops its socket before a

@@ -7,7 +7,9 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+mod head_limits;
 pub mod input_guard;
+pub mod listener;
 pub mod metrics;
 pub mod pagination;
 pub mod params;
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use input_guard::InputGuard;
+pub use listener::ConnectionLimits;
 pub use routes::ApiDoc;
 pub use stream::registry::Generations;
 pub use stream::settings::ChatSettings;
@@ -45,6 +48,8 @@ pub struct AppState {
     /// Bearer token `/metrics` requires (`PALISADE_METRICS_TOKEN`); open
     /// when `None`.
     pub metrics_token: Option<String>,
+    /// Timeouts and the cap on open connections of this node.
+    pub connections: ConnectionLimits,
 }
 
 impl AppState {
@@ -57,6 +62,7 @@ impl AppState {
             login_token_ttl: DEFAULT_LOGIN_TOKEN_TTL,
             metrics: Arc::new(metrics::Metrics::default()),
             metrics_token: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -83,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             params::BODY_READ_LIMIT,
         ))
+        .layer(axum::middleware::from_fn(head_limits::check))
         .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
@@ -144,11 +151,13 @@ pub async fn serve_with_grace(
         state.chat.cancel_poll_interval,
     );
     let stopping = tokio_util::sync::CancellationToken::new();
-    let signalled = stopping.clone();
-    let graceful = async move {
-        stop.await;
-        signalled.cancel();
-    };
+    tokio::spawn({
+        let signalled = stopping.clone();
+        async move {
+            stop.await;
+            signalled.cancel();
+        }
+    });
     // The grace period runs from the signal, beside the graceful shutdown
     // (which waits for open streams, and so for their answers).
     let deadline = tokio::spawn({
@@ -172,14 +181,11 @@ pub async fn serve_with_grace(
             generations.stop_all();
         }
     });
-    // Connection info gives the login lockout the client's address.
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(graceful)
-        .await;
+    let limits = state.connections;
+    listener::serve(listener, app(state), limits, stopping).await;
     // Answers whose clients left are still running: they get the rest of
     // the grace period too.
     generations.wait().await;
     deadline.abort();
-    served
+    Ok(())
 }

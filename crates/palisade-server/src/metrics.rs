@@ -79,6 +79,7 @@ pub struct Metrics {
     guard_scan_duration: Histogram,
     db_connections: Family<StateLabels, Gauge>,
     lease_takeovers: Counter,
+    transcript_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -148,7 +149,15 @@ impl Default for Metrics {
             "Answers found interrupted (their node died or lost the thread) and recovered",
             lease_takeovers.clone(),
         );
+        let transcript_bytes = Gauge::default();
+        registry.register_with_unit(
+            "stream_transcript",
+            "Answer lines held in memory for their readers on this node (bounded per answer once it is stored, whatever its readers' speed)",
+            Unit::Bytes,
+            transcript_bytes.clone(),
+        );
         Metrics {
+            transcript_bytes,
             registry,
             http_requests,
             http_duration,
@@ -227,6 +236,8 @@ impl Metrics {
         self.db_connections
             .get_or_create(&StateLabels { state: "in_use" })
             .set(i64::from(in_use));
+        self.transcript_bytes
+            .set(i64::try_from(crate::stream::follow::held_bytes()).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

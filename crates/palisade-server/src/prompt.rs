@@ -163,6 +163,17 @@ pub fn answer_request(system_prompt: &str, history: &[&Message], current: &str) 
     ChatRequest::new(messages)
 }
 
+/// A model-independent estimate of a prompt's tokens: about 4 characters
+/// (bytes) a token, plus a few for each message's role markers. Used where
+/// the model reports no count and to reserve quota before a call.
+pub fn estimate_tokens(request: &ChatRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| m.content.len() as u64 / 4 + 4)
+        .sum()
+}
+
 /// The rejection call for blocked input: the rejection instruction and the
 /// history, never the blocked message itself.
 pub fn rejection_request(history: &[&Message]) -> ChatRequest {

@@ -147,7 +147,107 @@ async fn a_metrics_token_is_required_when_set(store: Arc<dyn Store>) {
     );
 }
 
+/// The scrape parses as OpenMetrics with a real parser, declares every
+/// family with its type, and its request counter moves by exactly the
+/// requests made.
+async fn the_scrape_parses_and_counters_move(store: Arc<dyn Store>) {
+    use openmetrics_parser::openmetrics::parse_openmetrics;
+    use openmetrics_parser::{OpenMetricsType, OpenMetricsValue};
+    let server = ChatServer::start(store).await;
+    let alice = server.user("alice").await;
+    // Labelled families appear once they have a sample: one answer with
+    // usage and a guard verdict, one failed model call.
+    server.llm.push(FakeResponse::answer(
+        &["An answer."],
+        Some(Usage {
+            prompt_tokens: 30,
+            completion_tokens: 4,
+        }),
+    ));
+    let thread = server.thread(&alice, "t").await;
+    server
+        .stream(
+            &alice,
+            &json!({"input": "my IBAN is EE382200221020145685", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    server.llm.push(FakeResponse::error(500, "down"));
+    server
+        .stream(
+            &alice,
+            &json!({"input": "again", "thread_uuid": hex(&thread.uuid)}),
+        )
+        .await;
+    let threads_listed = |text: &str| -> f64 {
+        // openmetrics-parser 0.4 refuses a UNIT on histograms, which the
+        // OpenMetrics specification allows: the units are checked here and
+        // their lines left out of what it parses.
+        for unit in [
+            "# UNIT palisade_http_request_duration_seconds seconds",
+            "# UNIT palisade_generation_duration_seconds seconds",
+            "# UNIT palisade_guard_scan_duration_seconds seconds",
+        ] {
+            assert!(text.lines().any(|line| line == unit), "{unit}\n{text}");
+        }
+        let without_units: String = text
+            .lines()
+            .filter(|line| !line.starts_with("# UNIT "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let exposition =
+            parse_openmetrics(&without_units).unwrap_or_else(|err| panic!("{err:?}\n{text}"));
+        let families = &exposition.families;
+        for (name, kind) in [
+            ("palisade_http_requests", OpenMetricsType::Counter),
+            (
+                "palisade_http_request_duration_seconds",
+                OpenMetricsType::Histogram,
+            ),
+            ("palisade_generations_running", OpenMetricsType::Gauge),
+            (
+                "palisade_generation_duration_seconds",
+                OpenMetricsType::Histogram,
+            ),
+            ("palisade_llm_tokens", OpenMetricsType::Counter),
+            ("palisade_llm_errors", OpenMetricsType::Counter),
+            ("palisade_guard_verdicts", OpenMetricsType::Counter),
+            (
+                "palisade_guard_scan_duration_seconds",
+                OpenMetricsType::Histogram,
+            ),
+            ("palisade_db_pool_connections", OpenMetricsType::Gauge),
+            ("palisade_lease_takeovers", OpenMetricsType::Counter),
+        ] {
+            let family = families
+                .get(name)
+                .unwrap_or_else(|| panic!("no family {name} in\n{text}"));
+            assert_eq!(family.family_type, kind, "{name}");
+        }
+        families["palisade_http_requests"]
+            .iter_samples()
+            .filter(|sample| {
+                let labels = sample.get_labelset().expect("labels");
+                labels.get_label_value("route") == Some("/api/chat-threads/")
+                    && labels.get_label_value("method") == Some("GET")
+                    && labels.get_label_value("status") == Some("200")
+            })
+            .map(|sample| match &sample.value {
+                OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
+                other => panic!("not a counter: {other:?}"),
+            })
+            .sum()
+    };
+    server.get_json(&alice, "/api/chat-threads/").await;
+    let before = threads_listed(&scrape(&server).await);
+    for _ in 0..3 {
+        server.get_json(&alice, "/api/chat-threads/").await;
+    }
+    let after = threads_listed(&scrape(&server).await);
+    assert_eq!(after - before, 3.0);
+}
+
 palisade_store::test_on_both_backends!(
+    the_scrape_parses_and_counters_move,
     requests_answers_and_verdicts_are_counted,
     model_failures_are_counted_by_reason,
     a_metrics_token_is_required_when_set,

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::chat::ChatServer;
+use palisade_llm::testing::FakeResponse;
 use palisade_server::ChatSettings;
 use palisade_store::{QuotaDefaults, QuotaLimits, Store};
 use serde_json::{Value, json};
@@ -445,7 +446,111 @@ async fn misconfigured_quota(store: Arc<dyn Store>) {
     );
 }
 
+/// Issue 11: thirty answers asked for at once, half through each of two
+/// nodes, against a 200-token daily limit: each answer's cost is reserved
+/// before it is generated, so together they stay within the limit (give or
+/// take the prompt estimate), instead of all passing a check of past usage.
+async fn concurrent_requests_stay_within_the_quota(store: Arc<dyn Store>) {
+    const LIMIT: i64 = 200;
+    let configure = |s: &mut ChatSettings| s.max_generations_per_user = None;
+    let nodes = [
+        ChatServer::start_with(store.clone(), configure).await,
+        ChatServer::start_with(store, configure).await,
+    ];
+    let alice = nodes[0].user("alice").await;
+    nodes[0]
+        .store
+        .set_token_limits(alice.user.id, QuotaLimits([Some(LIMIT), None, None]))
+        .await
+        .unwrap();
+    let mut threads = Vec::new();
+    for i in 0..30 {
+        threads.push(nodes[0].thread(&alice, &format!("t{i}")).await);
+    }
+    // Each answer would be 150 tokens; a real server stops at max_tokens.
+    for node in &nodes {
+        for _ in 0..30 {
+            node.llm.push(FakeResponse::Budgeted {
+                delta: "word ".to_owned(),
+                count: 150,
+                prompt_tokens: 10,
+            });
+        }
+    }
+    let requests = threads.iter().enumerate().map(|(i, thread)| {
+        let node = &nodes[i % 2];
+        let body = json!({"input": "Tell me a story.", "thread_uuid": hex(&thread.uuid)});
+        let alice = &alice;
+        async move {
+            let response = node.post_stream(alice, &body).await;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, text)
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    for (status, text) in &answers {
+        if *status != 200 {
+            assert_eq!(*status, 409, "{text}");
+            assert_eq!(text, r#"{"detail":"Daily token limit exceeded."}"#);
+        }
+    }
+    assert!(accepted >= 1, "at least the first reservation is granted");
+    assert!(accepted < 30, "the limit refuses most of them: {accepted}");
+    for node in &nodes {
+        node.settle().await;
+    }
+    let used = nodes[0]
+        .store
+        .token_quota(alice.user.id)
+        .await
+        .unwrap()
+        .usage[0];
+    // Prompts are reported as 10 tokens, less than the estimate reserved
+    // for them: the settled total stays within the limit.
+    assert!(used <= LIMIT, "used {used} of {LIMIT}");
+    assert!(used > 0);
+    // Every call asked for no more than what was left to reserve.
+    for node in &nodes {
+        for call in node.answer_calls() {
+            let max_tokens = call["max_tokens"].as_i64().unwrap_or(i64::MAX);
+            assert!(max_tokens <= LIMIT, "max_tokens {max_tokens}");
+        }
+    }
+}
+
+/// A request refused after its reservation (an edit the reference refuses)
+/// gives the reservation back.
+async fn refused_requests_give_their_reservation_back(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    chat.store
+        .set_token_limits(alice.user.id, QuotaLimits([Some(10_000), None, None]))
+        .await
+        .unwrap();
+    let thread = chat.thread(&alice, "t").await;
+    let (_, answer) = chat.exchange(&thread, 0).await;
+    let response = chat
+        .post_stream(
+            &alice,
+            &json!({
+                "input": "edited",
+                "thread_uuid": hex(&thread.uuid),
+                "mode": "edit",
+                "edit_message_uuid": hex(&answer.uuid),
+            }),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 400);
+    let quota = chat.store.token_quota(alice.user.id).await.unwrap();
+    assert_eq!(quota.usage, [0, 0, 0]);
+    assert_eq!(chat.llm.request_count(), 0);
+}
+
 palisade_store::test_on_both_backends!(
+    concurrent_requests_stay_within_the_quota,
+    refused_requests_give_their_reservation_back,
     invalid_bodies_are_400,
     input_length_limit,
     oversized_bodies_are_413,

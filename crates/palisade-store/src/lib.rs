@@ -28,7 +28,7 @@ pub use error::{EditRejection, Result, StoreError};
 pub use model::*;
 pub use placement::{Plan, Slot, ThreadState, place_answer};
 pub use postgres::PostgresStore;
-pub use quota::{QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, TokenQuota};
+pub use quota::{QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, Reservation, TokenQuota};
 pub use sqlite::SqliteStore;
 
 /// Everything Palisade persists. All methods are safe to call concurrently.
@@ -187,8 +187,16 @@ pub trait Store: Send + Sync + 'static {
     /// Starts an answer: an empty assistant message where the mode puts it,
     /// marked as generating under `lease`, written only while `lease` holds
     /// the thread (by the database's clock); [`StoreError::LeaseLost`]
-    /// otherwise.
-    async fn begin_answer(&self, thread_id: i64, to: &AnswerTo, lease: Uuid) -> Result<Answer>;
+    /// otherwise. `reserved_tokens` (see [`Store::reserve_tokens`]) stays on
+    /// the row until the answer is settled: by its final save, or by the
+    /// recovery sweep.
+    async fn begin_answer(
+        &self,
+        thread_id: i64,
+        to: &AnswerTo,
+        lease: Uuid,
+        reserved_tokens: i64,
+    ) -> Result<Answer>;
     /// Saves an answer begun with [`Store::begin_answer`]; with `done` it
     /// stops being "generating" and the thread's `modified` is bumped.
     /// Written only while `lease` still holds the thread (expired or not:
@@ -200,8 +208,8 @@ pub trait Store: Send + Sync + 'static {
         progress: &AnswerProgress<'_>,
     ) -> Result<AnswerSaved>;
     /// Marks answers whose generation no longer holds its thread as
-    /// interrupted — content kept, no longer generating — and adds their
-    /// output tokens to the owner's usage: answers whose thread lease was
+    /// interrupted — content kept, no longer generating — and settles their
+    /// usage: their output tokens replace their reservation. Answers whose thread lease was
     /// taken over or released, or expired at least `expired_for` ago (its
     /// node died). One thread, or all with `None`. Returns how many.
     async fn recover_interrupted_answers(
@@ -209,11 +217,18 @@ pub trait Store: Send + Sync + 'static {
         thread_id: Option<i64>,
         expired_for: Duration,
     ) -> Result<u64>;
-    /// The thread's answer being generated now, with its transcript; `None`
+    /// The message id of the thread's answer being generated now; `None`
     /// when nothing is generating there.
-    async fn generating_answer(&self, thread_id: i64) -> Result<Option<AnswerTranscript>>;
-    /// An answer's transcript and state, by message id (a follower's poll).
-    async fn answer_transcript(&self, message_id: i64) -> Result<Option<AnswerTranscript>>;
+    async fn generating_answer(&self, thread_id: i64) -> Result<Option<i64>>;
+    /// At most `limit` bytes of an answer's transcript from byte `from`, with
+    /// its state, by message id (a follower's poll). Read in parts, so a
+    /// follower never holds more than one part of a long answer.
+    async fn answer_transcript(
+        &self,
+        message_id: i64,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<AnswerTranscript>>;
     /// Records a guard verdict on a message; when it is flagged, recomputes
     /// the thread's `flags` summary from all its flagged rows.
     async fn record_detection(&self, message_id: i64, detection: &Detection) -> Result<()>;
@@ -226,8 +241,20 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the user's own limits (`None`: the system default; -1: unlimited).
     async fn set_token_limits(&self, user_id: i64, limits: QuotaLimits) -> Result<()>;
     /// Adds spent tokens to the day's, week's and month's counters, after
-    /// lazy resets, in one locked transaction.
+    /// lazy resets, in one locked transaction. A negative amount gives back
+    /// part of a reservation; no counter goes below zero.
     async fn add_token_usage(&self, user_id: i64, tokens: i64) -> Result<TokenQuota>;
+    /// Reserves an answer's cost before it is generated, in one locked
+    /// transaction: refused when a limit is reached (see
+    /// [`TokenQuota::check`]), else up to `wanted` tokens — no more than the
+    /// tightest limit leaves — are added to the usage at once, so concurrent
+    /// requests on any node cannot together pass a limit.
+    async fn reserve_tokens(
+        &self,
+        user_id: i64,
+        defaults: QuotaDefaults,
+        wanted: i64,
+    ) -> Result<Reservation>;
     /// Records the tokens an answer cost on its message.
     async fn record_message_usage(
         &self,

@@ -265,18 +265,24 @@ pub enum AnswerSaved {
     /// Written. `counted`: output tokens a recovery sweep had already added
     /// to the owner's usage for this answer (it was marked interrupted while
     /// its node could not reach the database), so the caller counts only the
-    /// rest.
-    Written { counted: i64 },
+    /// rest. `reserved`: the reservation still held on the row (a final save
+    /// takes it off; zero once a sweep settled it), which the caller's usage
+    /// replaces.
+    Written { counted: i64, reserved: i64 },
     /// Another generation holds the thread: nothing was written.
     LeaseLost,
 }
 
-/// An answer being followed: what its client was sent so far, and whether
-/// it is still being generated.
+/// A part of an answer's transcript (what its client was sent), read by a
+/// follower, and whether the answer is still being generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerTranscript {
     pub message_id: i64,
-    pub transcript: String,
+    /// The bytes asked for (the transcript is ASCII: its lines escape
+    /// everything else), fewer at its end.
+    pub part: String,
+    /// The whole transcript's length now.
+    pub length: usize,
     pub is_generating: bool,
 }
 

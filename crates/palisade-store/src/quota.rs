@@ -66,6 +66,16 @@ impl QuotaDefaults {
     pub const UNLIMITED: QuotaDefaults = QuotaDefaults([-1, -1, -1]);
 }
 
+/// What [`Store::reserve_tokens`](crate::Store::reserve_tokens) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// `tokens` were added to the user's usage: what was asked for, or less
+    /// when the tightest limit had less left (then `capped`).
+    Granted { tokens: i64, capped: bool },
+    /// Nothing was reserved: a limit is reached, or misconfigured.
+    Refused(QuotaCheck),
+}
+
 /// A user's quota row after lazy resets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenQuota {
@@ -115,6 +125,37 @@ impl TokenQuota {
             }
         }
         QuotaCheck::Allowed
+    }
+
+    /// Reserves up to `wanted` tokens: refused as [`TokenQuota::check`]
+    /// refuses, else the smaller of `wanted` and what the tightest limit
+    /// leaves is added to every counter. Two reservations made one after the
+    /// other (under the row lock) can never together pass a limit.
+    pub fn reserve(&mut self, defaults: QuotaDefaults, wanted: i64) -> Reservation {
+        let check = self.check(defaults);
+        if check != QuotaCheck::Allowed {
+            return Reservation::Refused(check);
+        }
+        let left = QuotaPeriod::ALL
+            .iter()
+            .filter_map(|&period| self.remaining(period, defaults))
+            .min();
+        let wanted = wanted.max(0);
+        let tokens = left.map_or(wanted, |left| wanted.min(left));
+        for used in self.usage.iter_mut() {
+            *used = used.saturating_add(tokens);
+        }
+        Reservation::Granted {
+            tokens,
+            capped: tokens < wanted,
+        }
+    }
+
+    /// Whether any period has a limit: only then are answers reserved for.
+    pub fn is_limited(&self, defaults: QuotaDefaults) -> bool {
+        QuotaPeriod::ALL
+            .iter()
+            .any(|&period| self.remaining(period, defaults).is_some())
     }
 
     /// Tokens left in `period`, `None` when unlimited.
@@ -206,6 +247,58 @@ mod tests {
         assert_eq!(
             q.check(QuotaDefaults([-1, 50, -1])),
             QuotaCheck::Exceeded(QuotaPeriod::Weekly)
+        );
+    }
+
+    #[test]
+    fn reservations_never_pass_the_tightest_limit() {
+        let defaults = QuotaDefaults([200, -1, 1_000]);
+        let mut q = quota([None; 3], [0, 0, 900]);
+        assert!(q.is_limited(defaults));
+        // The monthly limit leaves 100, the daily one 200.
+        assert_eq!(
+            q.reserve(defaults, 150),
+            Reservation::Granted {
+                tokens: 100,
+                capped: true
+            }
+        );
+        assert_eq!(q.usage, [100, 100, 1_000]);
+        assert_eq!(
+            q.reserve(defaults, 10),
+            Reservation::Refused(QuotaCheck::Exceeded(QuotaPeriod::Monthly))
+        );
+        let mut q = quota([None; 3], [0, 0, 0]);
+        assert_eq!(
+            q.reserve(defaults, 50),
+            Reservation::Granted {
+                tokens: 50,
+                capped: false
+            }
+        );
+        assert_eq!(q.usage, [50, 50, 50]);
+        // Thirty requests of 30 each stop at the limit.
+        let granted: i64 = (0..30)
+            .map(|_| match q.reserve(defaults, 30) {
+                Reservation::Granted { tokens, .. } => tokens,
+                Reservation::Refused(_) => 0,
+            })
+            .sum();
+        assert_eq!(granted, 150);
+        assert_eq!(q.usage[0], 200);
+        let mut unlimited = quota([None; 3], [5, 5, 5]);
+        assert!(!unlimited.is_limited(QuotaDefaults::UNLIMITED));
+        assert_eq!(
+            unlimited.reserve(QuotaDefaults::UNLIMITED, 40),
+            Reservation::Granted {
+                tokens: 40,
+                capped: false
+            }
+        );
+        let mut broken = quota([None; 3], [0, 0, 0]);
+        assert_eq!(
+            broken.reserve(QuotaDefaults([-3, -1, -1]), 1),
+            Reservation::Refused(QuotaCheck::Misconfigured)
         );
     }
 

@@ -848,6 +848,7 @@ macro_rules! sql_store {
                 thread_id: i64,
                 to: &$crate::AnswerTo,
                 lease: uuid::Uuid,
+                reserved_tokens: i64,
             ) -> $crate::Result<$crate::Answer> {
                 let lease = $crate::rows::uuid_text(lease);
                 let mut tx = self.begin_write().await?;
@@ -865,43 +866,51 @@ macro_rules! sql_store {
                 .await?;
                 let (user_id, assistant_id) =
                     Self::place_answer(&mut tx, thread_id, to, "", Some(&lease)).await?;
+                if reserved_tokens != 0 {
+                    sqlx::query("UPDATE messages SET reserved_tokens = $1 WHERE id = $2")
+                        .bind(reserved_tokens)
+                        .bind(assistant_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 Self::touch_thread(&mut tx, thread_id).await?;
                 tx.commit().await?;
                 self.answer_by_ids(user_id, assistant_id).await
             }
 
-            async fn generating_answer(
-                &self,
-                thread_id: i64,
-            ) -> $crate::Result<Option<$crate::AnswerTranscript>> {
-                let row: Option<(i64, Option<String>)> = sqlx::query_as(
-                    "SELECT id, stream_transcript FROM messages \
+            async fn generating_answer(&self, thread_id: i64) -> $crate::Result<Option<i64>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM messages \
                      WHERE thread_id = $1 AND generating_lease IS NOT NULL \
                      ORDER BY id DESC LIMIT 1",
                 )
                 .bind(thread_id)
                 .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(|(message_id, transcript)| $crate::AnswerTranscript {
-                    message_id,
-                    transcript: transcript.unwrap_or_default(),
-                    is_generating: true,
-                }))
+                .await?)
             }
 
             async fn answer_transcript(
                 &self,
                 message_id: i64,
+                from: usize,
+                limit: usize,
             ) -> $crate::Result<Option<$crate::AnswerTranscript>> {
-                let row: Option<(Option<String>, bool)> = sqlx::query_as(
-                    "SELECT stream_transcript, generating_lease IS NOT NULL FROM messages WHERE id = $1",
+                // SUBSTR counts characters, which are bytes here: the
+                // transcript's lines are ASCII.
+                let row: Option<(Option<String>, Option<i64>, bool)> = sqlx::query_as(
+                    "SELECT SUBSTR(stream_transcript, CAST($2 AS INTEGER), CAST($3 AS INTEGER)), \
+                     CAST(LENGTH(stream_transcript) AS BIGINT), generating_lease IS NOT NULL \
+                     FROM messages WHERE id = $1",
                 )
                 .bind(message_id)
+                .bind(i64::try_from(from).unwrap_or(i64::MAX - 1).saturating_add(1))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(transcript, is_generating)| $crate::AnswerTranscript {
+                Ok(row.map(|(part, length, is_generating)| $crate::AnswerTranscript {
                     message_id,
-                    transcript: transcript.unwrap_or_default(),
+                    part: part.unwrap_or_default(),
+                    length: length.and_then(|l| usize::try_from(l).ok()).unwrap_or(0),
                     is_generating,
                 }))
             }
@@ -928,7 +937,8 @@ macro_rules! sql_store {
                     $share_lock,
                     ") UPDATE messages SET content = $1, output_tokens = $2, \
                      stream_transcript = $3, \
-                     generating_lease = CASE WHEN $4 THEN NULL ELSE generating_lease END \
+                     generating_lease = CASE WHEN $4 THEN NULL ELSE generating_lease END, \
+                     reserved_tokens = CASE WHEN $4 THEN 0 ELSE reserved_tokens END \
                      WHERE id = $5 AND EXISTS (SELECT 1 FROM held)"
                 );
                 let query = || {
@@ -943,7 +953,10 @@ macro_rules! sql_store {
                 if !progress.done {
                     let done = query().execute(&self.pool).await?;
                     return Ok(if done.rows_affected() == 1 {
-                        $crate::AnswerSaved::Written { counted: 0 }
+                        $crate::AnswerSaved::Written {
+                            counted: 0,
+                            reserved: 0,
+                        }
                     } else {
                         $crate::AnswerSaved::LeaseLost
                     });
@@ -953,16 +966,20 @@ macro_rules! sql_store {
                 // (and counted its tokens) while the database kept this
                 // node from renewing: say how many, so they are not
                 // counted twice.
-                let swept: Option<(bool, i64)> = sqlx::query_as(concat!(
-                    "SELECT generating_lease IS NULL, output_tokens FROM messages WHERE id = $1",
+                // The reservation still on the row is taken off by this
+                // save and settled by the caller.
+                let swept: Option<(bool, i64, i64)> = sqlx::query_as(concat!(
+                    "SELECT generating_lease IS NULL, output_tokens, reserved_tokens \
+                     FROM messages WHERE id = $1",
                     $row_lock
                 ))
                 .bind(message_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let counted = match swept {
-                    Some((true, tokens)) => tokens,
-                    _ => 0,
+                let (counted, reserved) = match swept {
+                    Some((true, tokens, reserved)) => (tokens, reserved),
+                    Some((false, _, reserved)) => (0, reserved),
+                    None => (0, 0),
                 };
                 let done = query().execute(&mut *tx).await?;
                 if done.rows_affected() != 1 {
@@ -976,7 +993,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok($crate::AnswerSaved::Written { counted })
+                Ok($crate::AnswerSaved::Written { counted, reserved })
             }
 
             async fn recover_interrupted_answers(
@@ -989,7 +1006,7 @@ macro_rules! sql_store {
                 // the end. Each is claimed with a conditional update, so
                 // with several nodes sweeping its tokens are counted once.
                 let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT m.id, s.user_id, m.output_tokens FROM messages m \
+                    "SELECT m.id, s.user_id, m.output_tokens, m.reserved_tokens FROM messages m \
                      JOIN threads t ON t.id = m.thread_id JOIN chat_sessions s ON s.id = t.session_id \
                      WHERE m.generating_lease IS NOT NULL AND (t.generation_lease IS NULL \
                      OR t.generation_lease <> m.generating_lease OR t.generation_lease_expires + ",
@@ -999,12 +1016,14 @@ macro_rules! sql_store {
                 if let Some(thread_id) = thread_id {
                     qb.push(" AND m.thread_id = ").push_bind(thread_id);
                 }
-                let orphans: Vec<(i64, i64, i64)> =
+                let orphans: Vec<(i64, i64, i64, i64)> =
                     qb.build_query_as().fetch_all(&self.pool).await?;
                 let mut recovered = 0;
-                for (message_id, user_id, tokens) in orphans {
+                for (message_id, user_id, tokens, reserved) in orphans {
+                    // The claim takes the reservation off the row with the
+                    // generating mark, so it is settled once.
                     let claimed = sqlx::query(
-                        "UPDATE messages SET generating_lease = NULL \
+                        "UPDATE messages SET generating_lease = NULL, reserved_tokens = 0 \
                          WHERE id = $1 AND generating_lease IS NOT NULL",
                     )
                     .bind(message_id)
@@ -1012,8 +1031,9 @@ macro_rules! sql_store {
                     .await?;
                     if claimed.rows_affected() == 1 {
                         recovered += 1;
-                        if tokens > 0 {
-                            self.add_token_usage(user_id, tokens).await?;
+                        let settled = tokens.max(0) - reserved.max(0);
+                        if settled != 0 {
+                            self.add_token_usage(user_id, settled).await?;
                         }
                     }
                 }
@@ -1127,11 +1147,29 @@ macro_rules! sql_store {
                 let mut tx = self.begin_write().await?;
                 let mut quota = Self::locked_quota(&mut tx, user_id).await?;
                 for used in quota.usage.iter_mut() {
-                    *used = used.saturating_add(tokens.max(0));
+                    *used = used.saturating_add(tokens).max(0);
                 }
                 Self::write_quota_usage(&mut tx, user_id, &quota).await?;
                 tx.commit().await?;
                 Ok(quota)
+            }
+
+            async fn reserve_tokens(
+                &self,
+                user_id: i64,
+                defaults: $crate::QuotaDefaults,
+                wanted: i64,
+            ) -> $crate::Result<$crate::Reservation> {
+                let mut tx = self.begin_write().await?;
+                let mut quota = Self::locked_quota(&mut tx, user_id).await?;
+                let reservation = quota.reserve(defaults, wanted);
+                if let $crate::Reservation::Granted { tokens, .. } = reservation
+                    && tokens > 0
+                {
+                    Self::write_quota_usage(&mut tx, user_id, &quota).await?;
+                }
+                tx.commit().await?;
+                Ok(reservation)
             }
 
             async fn record_message_usage(

@@ -776,13 +776,13 @@ mod leases {
         assert_eq!(take(threads[0], LONG).await, LeaseGrant::Granted);
         assert_eq!(take(threads[0], LONG).await, LeaseGrant::ThreadBusy);
         assert_eq!(
-            take(threads[1], Duration::from_millis(50)).await,
+            take(threads[1], Duration::from_millis(500)).await,
             LeaseGrant::Granted
         );
         assert_eq!(take(threads[2], LONG).await, LeaseGrant::UserBusy);
         assert_eq!(take(bobs, LONG).await, LeaseGrant::Granted, "per user");
         // An expired lease (a dead node's) stops counting.
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(take(threads[2], LONG).await, LeaseGrant::Granted);
         assert_eq!(take(threads[3], LONG).await, LeaseGrant::UserBusy);
     }
@@ -1029,7 +1029,7 @@ mod persistence {
 /// Token quotas (reference 1.6, checklist 32, 33, 35) and per-message usage.
 mod quotas {
     use palisade_store::{
-        AnswerTo, QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, StoreError,
+        AnswerTo, QuotaCheck, QuotaDefaults, QuotaLimits, QuotaPeriod, Reservation, StoreError,
     };
 
     use super::{Db, thread, user};
@@ -1089,6 +1089,39 @@ mod quotas {
         assert_eq!(db.token_quota(alice.id).await.unwrap().usage, [80, 80, 80]);
     }
 
+    /// Issue 11: thirty requests racing for a 200-token daily limit reserve
+    /// 200 between them, on one node or several; giving back never goes
+    /// below zero.
+    async fn racing_reservations_stay_within_the_limit(db: Db) {
+        let alice = user(&db, "alice").await;
+        db.set_token_limits(alice.id, QuotaLimits([Some(200), None, None]))
+            .await
+            .unwrap();
+        let reservations = (0..30).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.reserve_tokens(alice.id, DEFAULTS, 60).await.unwrap() })
+        });
+        let mut granted = 0;
+        let mut refused = 0;
+        for reservation in reservations {
+            match reservation.await.unwrap() {
+                Reservation::Granted { tokens, .. } => granted += tokens,
+                Reservation::Refused(check) => {
+                    assert_eq!(check, QuotaCheck::Exceeded(QuotaPeriod::Daily));
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(granted, 200);
+        assert_eq!(refused, 30 - 4, "three of 60 and one of the last 20");
+        assert_eq!(
+            db.token_quota(alice.id).await.unwrap().usage,
+            [200, 200, 200]
+        );
+        let back = db.add_token_usage(alice.id, -500).await.unwrap();
+        assert_eq!(back.usage, [0, 0, 0]);
+    }
+
     async fn answers_record_their_cost(db: Db) {
         let alice = user(&db, "alice").await;
         let t = thread(&db, &alice, "t").await;
@@ -1118,6 +1151,7 @@ mod quotas {
     palisade_store::test_on_both_backends!(
         usage_is_counted_and_limits_apply,
         concurrent_usage_is_not_lost,
+        racing_reservations_stay_within_the_limit,
         answers_record_their_cost,
     );
 }
@@ -1230,7 +1264,9 @@ mod durable_answers {
     use super::{Db, thread, user};
 
     const LONG: Duration = Duration::from_secs(60);
-    const SHORT: Duration = Duration::from_millis(50);
+    /// Long enough that a loaded machine still writes the answer's row
+    /// before the lease lapses; the tests then wait it out.
+    const SHORT: Duration = Duration::from_millis(500);
 
     /// Takes the thread's lease and stores a question: what a generation
     /// starts from.
@@ -1285,7 +1321,7 @@ mod durable_answers {
         let t = thread(&db, &alice, "t").await;
         let lease = Uuid::new_v4();
         let (question, to) = question_under_lease(&db, t.id, lease, LONG).await;
-        let answer = db.begin_answer(t.id, &to, lease).await.unwrap();
+        let answer = db.begin_answer(t.id, &to, lease, 0).await.unwrap();
         let row = &answer.assistant_message;
         assert_eq!((row.content.as_str(), row.sequence_index), ("", 2));
         assert!(row.is_generating);
@@ -1295,12 +1331,25 @@ mod durable_answers {
         );
 
         assert!(saved(&db, row.id, lease, &progress("Hel", 1, false)).await);
-        let followed = db.generating_answer(t.id).await.unwrap().unwrap();
-        assert_eq!(followed.message_id, row.id);
+        assert_eq!(db.generating_answer(t.id).await.unwrap(), Some(row.id));
+        let followed = db
+            .answer_transcript(row.id, 0, 1024)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (followed.transcript.as_str(), followed.is_generating),
-            ("Hel", true)
+            (
+                followed.part.as_str(),
+                followed.length,
+                followed.is_generating
+            ),
+            ("Hel", 3, true)
         );
+        // Read in parts: from a byte, at most a limit.
+        let part = db.answer_transcript(row.id, 1, 1).await.unwrap().unwrap();
+        assert_eq!((part.part.as_str(), part.length), ("e", 3));
+        let past = db.answer_transcript(row.id, 3, 10).await.unwrap().unwrap();
+        assert_eq!(past.part, "");
         let rows = active(&db, t.uuid).await;
         assert_eq!(
             (rows[1].content.as_str(), rows[1].is_generating),
@@ -1314,9 +1363,13 @@ mod durable_answers {
         );
         assert_eq!(rows[1].output_tokens, 2);
         // Its transcript stays readable by id; nothing generates any more.
-        let followed = db.answer_transcript(row.id).await.unwrap().unwrap();
+        let followed = db
+            .answer_transcript(row.id, 0, 1024)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (followed.transcript.as_str(), followed.is_generating),
+            (followed.part.as_str(), followed.is_generating),
             ("Hello.", false)
         );
         assert_eq!(db.generating_answer(t.id).await.unwrap(), None);
@@ -1335,12 +1388,12 @@ mod durable_answers {
         let t = thread(&db, &alice, "t").await;
         let first = Uuid::new_v4();
         let (_, to) = question_under_lease(&db, t.id, first, SHORT).await;
-        let answer = db.begin_answer(t.id, &to, first).await.unwrap();
+        let answer = db.begin_answer(t.id, &to, first, 0).await.unwrap();
         let id = answer.assistant_message.id;
         assert!(saved(&db, id, first, &progress("partial", 3, false)).await);
         // The lease expires (by the database's clock) and another
         // generation takes the thread.
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
         let second = Uuid::new_v4();
         assert!(
             db.acquire_generation_lease(t.id, second, LONG)
@@ -1350,7 +1403,7 @@ mod durable_answers {
         assert!(!saved(&db, id, first, &progress("partial and more", 5, false)).await);
         assert!(!saved(&db, id, first, &progress("partial and more", 5, true)).await);
         assert!(matches!(
-            db.begin_answer(t.id, &to, first).await,
+            db.begin_answer(t.id, &to, first, 0).await,
             Err(StoreError::LeaseLost)
         ));
         assert!(!db.renew_generation_lease(t.id, first, LONG).await.unwrap());
@@ -1388,7 +1441,7 @@ mod durable_answers {
         let t = thread(&db, &alice, "t").await;
         let lease = Uuid::new_v4();
         let (_, to) = question_under_lease(&db, t.id, lease, SHORT).await;
-        db.begin_answer(t.id, &to, lease).await.unwrap();
+        db.begin_answer(t.id, &to, lease, 0).await.unwrap();
         assert_eq!(
             db.recover_interrupted_answers(None, Duration::ZERO)
                 .await
@@ -1396,7 +1449,7 @@ mod durable_answers {
             0,
             "still held"
         );
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
         assert_eq!(
             db.recover_interrupted_answers(None, Duration::ZERO)
                 .await
@@ -1404,6 +1457,73 @@ mod durable_answers {
             1
         );
         assert!(!active(&db, t.uuid).await[1].is_generating);
+    }
+
+    /// A reservation held on an answer is settled once: by the final save
+    /// (which hands it back to the caller), or by the sweep when the node
+    /// died (its output tokens replace it), never both.
+    async fn reservations_are_settled_once(db: Db) {
+        let alice = user(&db, "alice").await;
+        let t = thread(&db, &alice, "t").await;
+        db.add_token_usage(alice.id, 50).await.unwrap();
+        let lease = Uuid::new_v4();
+        let (_, to) = question_under_lease(&db, t.id, lease, LONG).await;
+        let id = db
+            .begin_answer(t.id, &to, lease, 50)
+            .await
+            .unwrap()
+            .assistant_message
+            .id;
+        assert!(saved(&db, id, lease, &progress("a", 1, false)).await);
+        let end = db
+            .save_answer(id, lease, &progress("ab", 2, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            end,
+            AnswerSaved::Written {
+                counted: 0,
+                reserved: 50
+            }
+        );
+        db.release_generation_lease(t.id, lease).await.unwrap();
+
+        // A node that dies holding a reservation of 40 after 6 tokens.
+        let lease = Uuid::new_v4();
+        let (_, to) = question_under_lease(&db, t.id, lease, SHORT).await;
+        db.add_token_usage(alice.id, 40).await.unwrap();
+        let id = db
+            .begin_answer(t.id, &to, lease, 40)
+            .await
+            .unwrap()
+            .assistant_message
+            .id;
+        assert!(saved(&db, id, lease, &progress("part", 6, false)).await);
+        tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
+        assert_eq!(
+            db.recover_interrupted_answers(None, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage[0], 50 + 6);
+        // A second sweep settles nothing more; a late final save reports
+        // what the sweep counted and no reservation.
+        db.recover_interrupted_answers(None, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(db.token_quota(alice.id).await.unwrap().usage[0], 56);
+        let end = db
+            .save_answer(id, lease, &progress("part!", 7, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            end,
+            AnswerSaved::Written {
+                counted: 6,
+                reserved: 0
+            }
+        );
     }
 
     /// After an interruption, edit and reload replace the right messages:
@@ -1488,7 +1608,7 @@ mod durable_answers {
                 user_message_id: question.id,
             };
             let id = db
-                .begin_answer(t.id, &to, lease)
+                .begin_answer(t.id, &to, lease, 0)
                 .await
                 .unwrap()
                 .assistant_message
@@ -1497,11 +1617,11 @@ mod durable_answers {
             db.release_generation_lease(t.id, lease).await.unwrap();
             ids.push(id);
         }
-        let first = db.answer_transcript(ids[0]).await.unwrap().unwrap();
-        assert_eq!(first.transcript, "");
-        let second = db.answer_transcript(ids[1]).await.unwrap().unwrap();
-        assert_eq!(second.transcript, "a");
-        assert_eq!(db.answer_transcript(999_999).await.unwrap(), None);
+        let first = db.answer_transcript(ids[0], 0, 64).await.unwrap().unwrap();
+        assert_eq!((first.part.as_str(), first.length), ("", 0));
+        let second = db.answer_transcript(ids[1], 0, 64).await.unwrap().unwrap();
+        assert_eq!(second.part, "a");
+        assert_eq!(db.answer_transcript(999_999, 0, 64).await.unwrap(), None);
     }
 
     /// A database outage longer than the lease: the lease expired but
@@ -1514,12 +1634,12 @@ mod durable_answers {
         let lease = Uuid::new_v4();
         let (_, to) = question_under_lease(&db, t.id, lease, SHORT).await;
         let id = db
-            .begin_answer(t.id, &to, lease)
+            .begin_answer(t.id, &to, lease, 0)
             .await
             .unwrap()
             .assistant_message
             .id;
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
         // Within the sweep's grace nothing is marked.
         assert_eq!(db.recover_interrupted_answers(None, LONG).await.unwrap(), 0);
         assert!(saved(&db, id, lease, &progress("part", 6, false)).await);
@@ -1534,7 +1654,13 @@ mod durable_answers {
             .save_answer(id, lease, &progress("part and end", 9, true))
             .await
             .unwrap();
-        assert_eq!(end, AnswerSaved::Written { counted: 6 });
+        assert_eq!(
+            end,
+            AnswerSaved::Written {
+                counted: 6,
+                reserved: 0
+            }
+        );
         assert!(db.renew_generation_lease(t.id, lease, LONG).await.unwrap());
         let rows = active(&db, t.uuid).await;
         assert_eq!(
@@ -1550,5 +1676,6 @@ mod durable_answers {
         a_lost_lease_writes_nothing,
         an_expired_lease_is_recovered_by_a_sweep,
         edit_and_reload_after_an_unanswered_question,
+        reservations_are_settled_once,
     );
 }

@@ -616,6 +616,8 @@ impl Ctx {
         // Every answer here is the admin's: no per-user limit (older
         // binaries ignore the setting).
         env.push(("PALISADE_MAX_GENERATIONS_PER_USER", "0".to_owned()));
+        // Thousands of held answers are thousands of connections.
+        env.push(("PALISADE_MAX_CONNECTIONS", "100000".to_owned()));
         let mut server = bench_common::serve(&self.binary, &env, Stdio::piped())?;
         let stderr = server.child.stderr.take().context("stderr")?;
         let counts = watch_log(stderr, self.log_dir.join(log_name));

@@ -170,6 +170,7 @@ async fn main() -> Result<()> {
             // The held streams are all the admin's: no per-user limit
             // (older binaries ignore the setting).
             ("PALISADE_MAX_GENERATIONS_PER_USER", "0".to_owned()),
+            ("PALISADE_MAX_CONNECTIONS", "100000".to_owned()),
         ],
         Stdio::inherit(),
     )?;

@@ -105,6 +105,11 @@ pub struct Config {
     pub metrics_token: Secret,
     /// The longest one answer may take, in seconds (`PALISADE_LLM_DEADLINE`).
     pub llm_deadline: u64,
+    /// How long a client has to send a request's headers, also the idle
+    /// keep-alive timeout, e.g. `30s` (`PALISADE_HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: String,
+    /// Open connections per node at most (`PALISADE_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -137,6 +142,8 @@ impl Default for Config {
             max_generations_per_user: 3,
             metrics_token: Secret::default(),
             llm_deadline: 300,
+            header_read_timeout: "30s".into(),
+            max_connections: 1024,
         }
     }
 }
@@ -169,6 +176,8 @@ const ENV_KEYS: &[&str] = &[
     "max_generations_per_user",
     "metrics_token",
     "llm_deadline",
+    "header_read_timeout",
+    "max_connections",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -312,6 +321,29 @@ impl Config {
             "PALISADE_LOGIN_TOKEN_TTL / login_token_ttl may not be zero"
         );
         Ok(ttl)
+    }
+
+    /// Timeouts and the cap on open connections.
+    pub fn connection_limits(&self) -> Result<palisade_server::ConnectionLimits> {
+        let header_read_timeout = humantime::parse_duration(self.header_read_timeout.trim())
+            .with_context(|| {
+                format!(
+                    "PALISADE_HEADER_READ_TIMEOUT / header_read_timeout = {:?} is not a duration like 30s",
+                    self.header_read_timeout
+                )
+            })?;
+        anyhow::ensure!(
+            !header_read_timeout.is_zero(),
+            "PALISADE_HEADER_READ_TIMEOUT / header_read_timeout may not be zero"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "PALISADE_MAX_CONNECTIONS / max_connections must be at least 1"
+        );
+        Ok(palisade_server::ConnectionLimits {
+            header_read_timeout,
+            max_connections: self.max_connections,
+        })
     }
 
     /// How long running answers may finish after a shutdown signal.

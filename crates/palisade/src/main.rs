@@ -389,6 +389,18 @@ async fn serve(
     config.save_retry()?;
     let grace = config.shutdown_grace()?;
     let login_token_ttl = config.login_token_ttl()?;
+    let connections = config.connection_limits()?;
+    // The port is taken before the slow parts (the model), so a second
+    // server on a busy port fails at once. Until the app serves, clients
+    // wait in the listen backlog.
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another server using it? choose another address with --bind or PALISADE_BIND)",
+                config.bind
+            )
+        })?;
     let first_start = bootstrap_admin(store.as_ref()).await?;
     let guard = palisade_guard::Guard::new(&config.guard()).context("building the input guards")?;
     let provider = chat_provider(config).await?;
@@ -398,6 +410,7 @@ async fn serve(
         config.chat_settings(provider)?,
     );
     state.login_token_ttl = login_token_ttl;
+    state.connections = connections;
     let metrics_token = config.metrics_token.0.trim();
     state.metrics_token = (!metrics_token.is_empty()).then(|| metrics_token.to_owned());
     let address = browser_url(config.bind);
@@ -406,10 +419,6 @@ async fn serve(
     if let Some(first) = &first_start {
         print_first_start(first, &address);
     }
-    // Bound last, so that an open port means the server is ready to answer.
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("binding {}", config.bind))?;
     tracing::info!(
         address = %config.bind,
         database = %url,

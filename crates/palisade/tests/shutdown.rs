@@ -59,11 +59,7 @@ async fn stop_mid_answer(
         .spawn()
         .expect("spawn serve");
     let mut server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until_serving(port, "server did not start");
 
     llm.push(FakeResponse::Stream(vec![
         role_chunk(),

@@ -246,6 +246,10 @@ impl ChatProvider for LocalProvider {
         "local"
     }
 
+    fn max_tokens(&self) -> Option<u32> {
+        Some(self.config.max_tokens)
+    }
+
     async fn stream(
         &self,
         request: ChatRequest,

@@ -3,21 +3,20 @@
 //! the answer streamed as NDJSON by a generation task of its own.
 //! `POST /api/chat-threads/{uuid}/cancel/` stops a running generation.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body as ResponseBody, Bytes};
+use axum::body::Body as ResponseBody;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_guard::Verdict;
 use palisade_llm::ChatProvider;
 use palisade_store::{
-    AnswerTo, Detection, LeaseGrant, MessageFilter, QuotaCheck, Scope, StoreError, Thread,
-    ThreadFilter, User,
+    AnswerTo, Detection, LeaseGrant, MessageFilter, QuotaCheck, Reservation, Scope, StoreError,
+    Thread, ThreadFilter, User,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -28,7 +27,7 @@ use crate::input_guard::scan_off_runtime;
 use crate::params::{Body, PathUuid};
 use crate::prompt;
 use crate::render::{Detail, FieldErrors, StreamIn};
-use crate::stream::follow;
+use crate::stream::follow::{self, Transcript};
 use crate::stream::generation::{Generation, Lines, Reply};
 use crate::stream::request::{Mode, StreamRequest};
 
@@ -69,41 +68,50 @@ pub async fn stream(State(state): State<AppState>, request: Request) -> ApiResul
     };
     let body = Body::read(Request::from_parts(parts, body), &state, true).await?;
     let request = StreamRequest::from_body(&body)?;
-    check_quota(&state, &user).await?;
+    let quota_limited = check_quota(&state, &user).await?;
     let scanning = std::time::Instant::now();
     let verdict = scan_off_runtime(state.guard.clone(), request.input.clone()).await;
     state.metrics.verdict(&verdict, scanning.elapsed());
     audit::risky_input(state.store.as_ref(), &user, &verdict).await?;
     let (thread, new_thread) = resolve_thread(&state, &user, request.thread).await?;
+    let (store, save_interval) = (state.store.clone(), state.chat.save_interval);
 
     // From the lease on, the work must not stop halfway if the client goes
     // away (a dropped handler future would leave a stored question without
     // an answer and a held lease): it runs on a task of its own.
     let start = tokio::spawn(tracing::Instrument::instrument(
-        start_generation(state, provider, user, request, verdict, thread, new_thread),
+        start_generation(
+            state,
+            provider,
+            user,
+            request,
+            verdict,
+            (thread, new_thread),
+            quota_limited,
+        ),
         tracing::Span::current(),
     ));
-    let receiver = start
+    let transcript = start
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))??;
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let bytes = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(bytes), receiver))
-    });
-    Ok(ndjson(ResponseBody::from_stream(body)))
+    Ok(ndjson(ResponseBody::from_stream(follow::local(
+        transcript,
+        store,
+        save_interval,
+    ))))
 }
 
 /// Takes the thread's lease, writes the user message and spawns the
-/// generation; returns the receiving end of its lines.
+/// generation; returns its lines, for the response body.
 async fn start_generation(
     state: AppState,
     provider: Arc<dyn ChatProvider>,
     user: User,
     request: StreamRequest,
     verdict: Verdict,
-    thread: Thread,
-    new_thread: bool,
-) -> ApiResult<UnboundedReceiver<Bytes>> {
+    (thread, new_thread): (Thread, bool),
+    quota_limited: bool,
+) -> ApiResult<watch::Receiver<Transcript>> {
     let lease = Uuid::new_v4();
     let grant = state
         .store
@@ -133,8 +141,13 @@ async fn start_generation(
         Ok(count) => state.metrics.takeovers(count),
         Err(err) => tracing::warn!(error = %err, "cannot recover interrupted answers"),
     }
-    let (reply, answer_to, stored_input) =
-        match prepare(&state, &user, &request, &verdict, &thread).await {
+    let budget = if quota_limited {
+        Some(provider.max_tokens().unwrap_or(DEFAULT_ANSWER_BUDGET))
+    } else {
+        None
+    };
+    let (reply, answer_to, stored_input, reserved_tokens) =
+        match prepare(&state, &user, &request, &verdict, &thread, budget).await {
             Ok(prepared) => prepared,
             Err(err) => {
                 // Nothing will be generated: free the thread at once.
@@ -159,29 +172,87 @@ async fn start_generation(
         answer_to,
         warning: verdict.warning,
         stored_input,
+        reserved_tokens,
     };
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let lines = Lines::new();
+    let transcript = lines.subscribe();
     // The generation's log lines carry the request's id.
     state.generations.spawn(tracing::Instrument::instrument(
-        generation.run(Lines::new(sender)),
+        generation.run(lines),
         tracing::Span::current(),
     ));
-    Ok(receiver)
+    Ok(transcript)
 }
 
-/// Step 6: users at or over a limit are refused; a request may then push
-/// usage past it.
-async fn check_quota(state: &AppState, user: &User) -> ApiResult<()> {
+/// The answer length reserved for when the provider sets none of its own.
+const DEFAULT_ANSWER_BUDGET: u32 = 2048;
+
+/// Step 6: users at or over a limit are refused. Returns whether the user
+/// has any limit: only then is the answer's cost reserved (see
+/// [`reserve_answer`]).
+async fn check_quota(state: &AppState, user: &User) -> ApiResult<bool> {
     let quota = state.store.token_quota(user.id).await?;
     match quota.check(state.chat.quota_defaults) {
-        QuotaCheck::Allowed => Ok(()),
-        QuotaCheck::Exceeded(period) => Err(ApiError::Conflict(format!(
-            "{} token limit exceeded.",
-            period.as_str()
-        ))),
-        QuotaCheck::Misconfigured => Err(ApiError::Conflict(
+        QuotaCheck::Allowed => Ok(quota.is_limited(state.chat.quota_defaults)),
+        refused => Err(quota_refusal(refused)),
+    }
+}
+
+/// The reference's 409 for a quota check that refused.
+fn quota_refusal(check: QuotaCheck) -> ApiError {
+    match check {
+        QuotaCheck::Exceeded(period) => {
+            ApiError::Conflict(format!("{} token limit exceeded.", period.as_str()))
+        }
+        QuotaCheck::Allowed | QuotaCheck::Misconfigured => ApiError::Conflict(
             "AI Token quota system is misconfigured. Please contact support.".to_owned(),
-        )),
+        ),
+    }
+}
+
+/// Reserves a model call's cost from a limited quota before it is made: the
+/// prompt's estimate plus the answer's `budget`, no more than the tightest
+/// limit leaves. When less was left, the answer's `max_tokens` shrinks to
+/// what the reservation leaves after the prompt. Concurrent requests (on
+/// any node) thereby stay within the limit together, give or take the
+/// prompt estimate's error; the generation settles the reservation to the
+/// real usage. Returns the reply to make and the tokens reserved.
+async fn reserve_answer(
+    state: &AppState,
+    user: &User,
+    reply: Reply,
+    budget: u32,
+) -> ApiResult<(Reply, i64)> {
+    let Reply::Model(mut request) = reply else {
+        // The canned refusal costs nothing.
+        return Ok((reply, 0));
+    };
+    let prompt_tokens = i64::try_from(prompt::estimate_tokens(&request)).unwrap_or(i64::MAX);
+    let budget = request.max_tokens.unwrap_or(budget);
+    let wanted = prompt_tokens.saturating_add(i64::from(budget));
+    match state
+        .store
+        .reserve_tokens(user.id, state.chat.quota_defaults, wanted)
+        .await?
+    {
+        Reservation::Granted { tokens, capped } => {
+            if capped {
+                let left = (tokens - prompt_tokens).max(1);
+                request.max_tokens = Some(u32::try_from(left).unwrap_or(budget));
+            }
+            Ok((Reply::Model(request), tokens))
+        }
+        Reservation::Refused(check) => Err(quota_refusal(check)),
+    }
+}
+
+/// Gives a reservation back when nothing will be generated.
+async fn release_reservation(state: &AppState, user: &User, tokens: i64) {
+    if tokens == 0 {
+        return;
+    }
+    if let Err(err) = state.store.add_token_usage(user.id, -tokens).await {
+        tracing::warn!(error = %err, tokens, "cannot give back a token reservation");
     }
 }
 
@@ -209,15 +280,18 @@ async fn resolve_thread(
 
 /// Step 9 and the writes before streaming (reference 3.3, 3.4): the prompt
 /// from the history as it was before this message, then the user message
-/// (normal and edit modes) with the guard's verdict on it. Returns the
-/// reply to generate, where the answer goes, and the input as stored.
+/// (normal and edit modes) with the guard's verdict on it. With a quota
+/// `budget` (a limited user), the model call's cost is reserved first.
+/// Returns the reply to generate, where the answer goes, the input as stored
+/// and the tokens reserved.
 async fn prepare(
     state: &AppState,
     user: &User,
     request: &StreamRequest,
     verdict: &Verdict,
     thread: &Thread,
-) -> ApiResult<(Reply, AnswerTo, String)> {
+    budget: Option<u32>,
+) -> ApiResult<(Reply, AnswerTo, String, i64)> {
     let active = MessageFilter {
         scope: Scope::Owner(user.id),
         thread: Some(thread.uuid),
@@ -263,6 +337,28 @@ async fn prepare(
             }
         }
     };
+    let (reply, reserved) = match budget {
+        Some(budget) => reserve_answer(state, user, reply, budget).await?,
+        None => (reply, 0),
+    };
+    match store_question(state, request, verdict, thread).await {
+        Ok((answer_to, stored_input)) => Ok((reply, answer_to, stored_input, reserved)),
+        Err(err) => {
+            release_reservation(state, user, reserved).await;
+            Err(err)
+        }
+    }
+}
+
+/// The writes before streaming: the user message (normal and edit modes)
+/// with the guard's verdict on it. Returns where the answer goes and the
+/// input as stored.
+async fn store_question(
+    state: &AppState,
+    request: &StreamRequest,
+    verdict: &Verdict,
+    thread: &Thread,
+) -> ApiResult<(AnswerTo, String)> {
     // What is stored: the input, with PII redacted or replaced by the
     // blocked-credentials placeholder (the fail-closed verdict keeps it raw).
     let stored_input = verdict.redacted_text.clone();
@@ -316,7 +412,7 @@ async fn prepare(
         };
         state.store.record_detection(message.id, &detection).await?;
     }
-    Ok((reply, answer_to, stored_input))
+    Ok((answer_to, stored_input))
 }
 
 fn rejection_message(rejection: palisade_store::EditRejection) -> &'static str {
@@ -382,15 +478,20 @@ pub async fn follow(
     PathUuid(uuid): PathUuid,
 ) -> ApiResult<Response> {
     let thread = own_thread(&state, &user, uuid).await?;
+    let poll = state.chat.save_interval;
     if let Some(transcript) = state.generations.follow(thread.id) {
-        return Ok(ndjson(ResponseBody::from_stream(follow::local(transcript))));
+        return Ok(ndjson(ResponseBody::from_stream(follow::local(
+            transcript,
+            state.store.clone(),
+            poll,
+        ))));
     }
     match state.store.generating_answer(thread.id).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
-        Some(answer) => Ok(ndjson(ResponseBody::from_stream(follow::remote(
+        Some(message_id) => Ok(ndjson(ResponseBody::from_stream(follow::remote(
             state.store.clone(),
-            answer,
-            state.chat.save_interval,
+            message_id,
+            poll,
         )))),
     }
 }

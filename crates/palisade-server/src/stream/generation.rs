@@ -3,9 +3,9 @@
 //! connection that asked for it (contract deviation 4).
 //!
 //! The task owns the thread's generation lease from the handler onwards. It
-//! streams NDJSON lines into an unbounded channel that the response body
-//! drains; if the client goes away the lines are dropped, but the answer is
-//! still generated, stored and paid for. A watchdog beside it renews the
+//! appends NDJSON lines to the answer's transcript, which the response body
+//! reads at the client's pace (see `follow`); if the client goes away the
+//! answer is still generated, stored and paid for. A watchdog beside it renews the
 //! lease and polls the database for a cancel request made on another node.
 //!
 //! The answer is a row from the first moment: the task writes an empty
@@ -28,12 +28,12 @@ use axum::body::Bytes;
 use futures_util::StreamExt;
 use palisade_llm::{CancellationToken, ChatEvent, ChatProvider, ChatRequest, LlmError, Usage};
 use palisade_store::{AnswerProgress, AnswerSaved, AnswerTo, Store};
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::blocks::{Block, BlockParser};
+use super::follow::Transcript;
 use super::ndjson::{Line, encode_blocks};
 use super::registry::Generations;
 use super::settings::ChatSettings;
@@ -72,6 +72,10 @@ pub struct Generation {
     pub warning: String,
     /// The user's message as stored: what the title is made from.
     pub stored_input: String,
+    /// Tokens reserved from the user's quota for this answer (0 without a
+    /// limit): kept on the answer's row and settled to the real usage when
+    /// the answer is saved.
+    pub reserved_tokens: i64,
 }
 
 /// How the model's part ended.
@@ -191,28 +195,29 @@ impl ProgressWriter {
 /// How the final save went.
 enum SaveEnd {
     /// Stored; `counted` output tokens were already added to the user's
-    /// usage by a recovery sweep.
+    /// usage by a recovery sweep; `reserved` tokens were still reserved.
     Saved {
         counted: i64,
+        reserved: i64,
     },
     LeaseLost,
     /// The database stayed unreachable for `save_retry`.
     GaveUp,
 }
 
-/// Where the lines go: the response body, while the client is there, and
-/// the transcript, which followers of the answer read (here directly, on
-/// other nodes through its saved copy).
+/// Where the lines go: the answer's transcript, which its client and its
+/// followers read (on this node directly, on others through its saved
+/// copy; see `follow`). Readers hold an offset into it, never a queue of
+/// their own, so a slow client costs no memory per line; the response ends
+/// when this is dropped.
 pub struct Lines {
-    client: UnboundedSender<Bytes>,
-    transcript: watch::Sender<String>,
+    transcript: watch::Sender<Transcript>,
 }
 
 impl Lines {
-    pub fn new(client: UnboundedSender<Bytes>) -> Lines {
+    pub fn new() -> Lines {
         Lines {
-            client,
-            transcript: watch::Sender::new(String::new()),
+            transcript: watch::Sender::new(Transcript::default()),
         }
     }
 
@@ -229,18 +234,40 @@ impl Lines {
     fn send_bytes(&self, bytes: Bytes) {
         // Lines are ASCII (the encoder escapes everything else).
         self.transcript
-            .send_modify(|text| text.push_str(&String::from_utf8_lossy(&bytes)));
-        // A send fails only when the client went away; the answer goes on.
-        let _ = self.client.send(bytes);
+            .send_modify(|t| t.push(&String::from_utf8_lossy(&bytes)));
     }
 
-    /// Everything sent so far.
+    /// Everything sent so far (before [`Lines::saved_in_full`]).
     fn transcript(&self) -> String {
-        self.transcript.borrow().clone()
+        self.transcript.borrow().text().to_owned()
     }
 
-    fn subscribe(&self) -> watch::Receiver<String> {
+    /// The whole transcript is saved with the answer: readers far behind
+    /// read it from there, so only its tail stays in memory.
+    fn saved_in_full(&self) {
+        self.transcript.send_modify(Transcript::keep_tail);
+    }
+
+    fn transcript_len(&self) -> usize {
+        self.transcript.borrow().text().len()
+    }
+
+    /// Where the saved copy of the transcript is, for readers that fall
+    /// far behind.
+    fn saved_in(&self, message_id: i64) {
+        self.transcript
+            .send_if_modified(|t| t.message_id.replace(message_id) != Some(message_id));
+    }
+
+    /// A reader of the lines (the response body, or a follower).
+    pub fn subscribe(&self) -> watch::Receiver<Transcript> {
         self.transcript.subscribe()
+    }
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new()
     }
 }
 
@@ -270,7 +297,12 @@ impl Generation {
         // reload at any point finds an answer to follow.
         let begun = self
             .store
-            .begin_answer(self.thread_id, &self.answer_to, self.lease)
+            .begin_answer(
+                self.thread_id,
+                &self.answer_to,
+                self.lease,
+                self.reserved_tokens,
+            )
             .await;
         lines.send(Line::ThreadMeta {
             thread_uuid: &thread_uuid,
@@ -285,10 +317,13 @@ impl Generation {
                 lines.send(Line::Interrupted);
                 drop(watchdog);
                 self.release_lease().await;
+                // Nothing was generated: the reservation goes back.
+                self.settle(-self.reserved_tokens).await;
                 return;
             }
         };
         let message_id = answer.assistant_message.id;
+        lines.saved_in(message_id);
         let writer = ProgressWriter::spawn(&self, message_id, lost.clone(), cancel.clone());
         let mut parser = BlockParser::new();
         let mut text = String::new();
@@ -357,22 +392,26 @@ impl Generation {
             self.save_end(message_id, &text, &transcript, deltas).await
         };
         drop(watchdog);
-        let counted = match end {
-            SaveEnd::Saved { counted } => {
+        // What the user's usage already holds for this answer: what a sweep
+        // counted plus the reservation still on the row. `None`: the row is
+        // settled by whoever marks it interrupted (the sweep), not here.
+        let accounted = match end {
+            SaveEnd::Saved { counted, reserved } => {
                 lines.send_bytes(final_line);
+                lines.saved_in_full();
                 self.metrics.generation_finished(started.elapsed());
-                counted
+                Some(counted.saturating_add(reserved))
             }
             SaveEnd::LeaseLost => {
                 if !matches!(ending, Ending::LeaseLost) {
                     // Lost while saving the end: the client still hears of it.
                     lines.send(Line::Interrupted);
                 }
-                0
+                None
             }
             SaveEnd::GaveUp => {
                 lines.send(Line::NotSaved);
-                0
+                None
             }
         };
         let answer = matches!(end, SaveEnd::Saved { .. }).then_some(answer);
@@ -405,29 +444,27 @@ impl Generation {
                 tracing::error!(error = %err, "cannot record the answer's token usage");
             }
         }
-        let counted = u64::try_from(counted).unwrap_or(0);
-        self.charge(usage.map_or(0, |u| u.total()).saturating_sub(counted))
-            .await;
+        if let Some(accounted) = accounted {
+            let used = saturating_i64(usage.map_or(0, |u| u.total()));
+            self.settle(used.saturating_sub(accounted)).await;
+        }
         // The response ends here, right after the final line: the title
         // below is the thread's business, not this client's (it polls the
         // thread or sees it in the list).
         drop(lines);
         if self.new_thread && matches!(ending, Ending::Complete) && !self.stored_input.is_empty() {
             let spent = self.generate_title().await;
-            self.charge(spent).await;
+            self.settle(saturating_i64(spent)).await;
         }
     }
 
-    /// Adds tokens to the user's daily, weekly and monthly usage.
-    async fn charge(&self, tokens: u64) {
+    /// Adds tokens to the user's daily, weekly and monthly usage (gives
+    /// them back when negative: an unused reservation).
+    async fn settle(&self, tokens: i64) {
         if tokens == 0 {
             return;
         }
-        if let Err(err) = self
-            .store
-            .add_token_usage(self.user_id, saturating_i64(tokens))
-            .await
-        {
+        if let Err(err) = self.store.add_token_usage(self.user_id, tokens).await {
             tracing::error!(error = %err, user = self.user_id, tokens, "cannot record token usage");
         }
     }
@@ -456,6 +493,9 @@ impl Generation {
             Ok(events) => events,
             Err(err) => return (ended(err), None),
         };
+        // Saved only when something was added since the last save: a model
+        // that is silent for a while costs no writes.
+        let mut published = (0, 0);
         let mut tick = tokio::time::interval(self.settings.save_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = tokio::time::sleep(self.settings.llm_deadline);
@@ -483,11 +523,17 @@ impl Generation {
                     // Providers end with Done or an error; a bare end is a cut answer.
                     None => return (Ending::Failed(LlmError::Truncated), None),
                 },
-                _ = tick.tick() => writer.publish(Snapshot {
-                    text: text.clone(),
-                    transcript: lines.transcript(),
-                    deltas: *deltas,
-                }),
+                _ = tick.tick() => {
+                    let now = (text.len(), lines.transcript_len());
+                    if now != published {
+                        published = now;
+                        writer.publish(Snapshot {
+                            text: text.clone(),
+                            transcript: lines.transcript(),
+                            deltas: *deltas,
+                        });
+                    }
+                }
             }
         }
     }
@@ -496,12 +542,12 @@ impl Generation {
         if deltas == 0 {
             return None;
         }
-        let prompt_chars: usize = match &self.reply {
-            Reply::Model(request) => request.messages.iter().map(|m| m.content.len()).sum(),
+        let prompt_tokens = match &self.reply {
+            Reply::Model(request) => prompt::estimate_tokens(request),
             Reply::Canned => return None,
         };
         Some(Usage {
-            prompt_tokens: (prompt_chars / 4) as u64,
+            prompt_tokens,
             completion_tokens: deltas,
         })
     }
@@ -529,7 +575,9 @@ impl Generation {
                 .save_answer(message_id, self.lease, &progress)
                 .await
             {
-                Ok(AnswerSaved::Written { counted }) => return SaveEnd::Saved { counted },
+                Ok(AnswerSaved::Written { counted, reserved }) => {
+                    return SaveEnd::Saved { counted, reserved };
+                }
                 Ok(AnswerSaved::LeaseLost) => {
                     tracing::warn!(
                         message_id,

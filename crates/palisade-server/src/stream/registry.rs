@@ -16,12 +16,14 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::follow::Transcript;
+
 /// One generation running here.
 struct Running {
     lease: Uuid,
     cancel: CancellationToken,
     /// The NDJSON sent so far; closed when the generation's lines end.
-    transcript: watch::Receiver<String>,
+    transcript: watch::Receiver<Transcript>,
 }
 
 /// Running generations by thread id.
@@ -45,7 +47,7 @@ impl Generations {
         &self,
         thread_id: i64,
         lease: Uuid,
-        transcript: watch::Receiver<String>,
+        transcript: watch::Receiver<Transcript>,
     ) -> Registration<'_> {
         // A generation that starts after shutdown cancelled the others is
         // cancelled at once.
@@ -83,7 +85,7 @@ impl Generations {
     }
 
     /// The transcript of the thread's generation, if it runs here.
-    pub fn follow(&self, thread_id: i64) -> Option<watch::Receiver<String>> {
+    pub fn follow(&self, thread_id: i64) -> Option<watch::Receiver<Transcript>> {
         self.running()
             .get(&thread_id)
             .map(|running| running.transcript.clone())

@@ -48,12 +48,8 @@ pub fn serve(url: &str, port: u16, env: &[(&str, &str)]) -> (Server, String) {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The bootstrap message is written before the listener binds, so it is
+    wait_until_serving(port, "server did not start");
+    // The bootstrap message is written before the app serves, so it is
     // already in the pipe: collect until the pipe stays quiet.
     let mut printed = String::new();
     while let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
@@ -80,15 +76,35 @@ pub fn serve_logged(url: &str, port: u16, env: &[(&str, &str)], log: &std::path:
         .spawn()
         .expect("spawn serve");
     let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server did not start; see {log:?}"
-        );
+    wait_until_serving(port, &format!("server did not start; see {log:?}"));
+    server
+}
+
+/// Whether `GET /healthz` on the port answers 200 within `timeout`.
+pub fn answers_health(port: u16, timeout: Duration) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = socket.set_read_timeout(Some(timeout));
+    if socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    socket.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+/// Waits until the server answers HTTP: `serve` binds its port before it
+/// loads the model, so an open port alone does not mean it serves yet.
+pub fn wait_until_serving(port: u16, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answers_health(port, Duration::from_millis(500)) {
+        assert!(Instant::now() < deadline, "{failure}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    server
 }
 
 /// A PostgreSQL server of the test's own — initdb'd into a temp dir, on a
