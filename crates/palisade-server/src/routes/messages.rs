@@ -43,6 +43,7 @@ pub async fn list(
         include_history: params
             .last("include_history")
             .is_some_and(|v| django_bool(v) != Some(false)),
+        limit: None,
     };
     let messages = state.store.list_messages(&filter).await?;
     let staff_view = user.is_privileged();

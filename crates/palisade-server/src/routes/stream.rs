@@ -223,6 +223,7 @@ async fn prepare(
         thread: Some(thread.uuid),
         is_flagged: None,
         include_history: false,
+        limit: None,
     };
     let messages = state.store.list_messages(&active).await?;
     let turn = match (request.mode, request.edit_message) {
