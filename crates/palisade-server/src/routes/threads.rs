@@ -169,6 +169,9 @@ pub async fn retrieve(
     ))
 }
 
+/// Archive or unarchive. Support users only read other users' chats: on
+/// another user's thread they get 403. Staff may act on any thread, which
+/// leaves a `chat_thread_archived_by_staff` audit event.
 async fn set_archived(
     state: AppState,
     user: User,
@@ -178,25 +181,38 @@ async fn set_archived(
 ) -> ApiResult<StatusCode> {
     let filter = thread_filter(&user, &params)?;
     let uuid = uuid.ok_or_else(ApiError::not_found)?;
-    if state
+    let thread = state
+        .store
+        .find_thread(&filter, uuid)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let others = thread.user_id != user.id;
+    if others && !user.is_staff {
+        return Err(ApiError::PermissionDenied);
+    }
+    if !state
         .store
         .set_thread_archived(&filter, uuid, archived)
         .await?
     {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+        return Err(ApiError::not_found());
     }
+    if others {
+        audit::thread_archived_by_staff(state.store.as_ref(), &user, &thread, archived).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Archive a thread (soft delete; it can still be read and streamed into).
-/// The request body is ignored.
+/// The request body is ignored. Another user's thread: staff only (audited).
 #[utoipa::path(
     post, path = "/api/chat-threads/{uuid}/archive/", tag = "chat-threads",
     params(("uuid" = String, Path, description = "Thread UUID")),
     responses(
         (status = 204, description = "Archived"), (status = 400, body = FieldErrors),
-        (status = 401, body = Detail), (status = 404, body = Detail),
+        (status = 401, body = Detail),
+        (status = 403, description = "A support user acting on another user's thread (staff only)", body = Detail),
+        (status = 404, body = Detail),
     ),
     security(("token" = []))
 )]
@@ -209,13 +225,16 @@ pub async fn archive(
     set_archived(state, user, uuid, params, true).await
 }
 
-/// Unarchive a thread. The request body is ignored.
+/// Unarchive a thread. The request body is ignored. Another user's thread:
+/// staff only (audited).
 #[utoipa::path(
     post, path = "/api/chat-threads/{uuid}/unarchive/", tag = "chat-threads",
     params(("uuid" = String, Path, description = "Thread UUID")),
     responses(
         (status = 204, description = "Unarchived"), (status = 400, body = FieldErrors),
-        (status = 401, body = Detail), (status = 404, body = Detail),
+        (status = 401, body = Detail),
+        (status = 403, description = "A support user acting on another user's thread (staff only)", body = Detail),
+        (status = 404, body = Detail),
     ),
     security(("token" = []))
 )]
