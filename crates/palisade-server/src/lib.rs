@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod input_guard;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod params;
 pub mod password;

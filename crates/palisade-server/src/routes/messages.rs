@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
+use crate::openapi::{Lenient, UuidFilter};
 use crate::params::{Problems, QueryParams, django_bool};
 use crate::render::{Detail, FieldErrors, MessageOut};
 
@@ -25,9 +26,9 @@ pub const PRIVILEGED_LIST_LIMIT: i64 = 1_000;
 #[utoipa::path(
     get, path = "/api/chat-messages/", tag = "chat-messages",
     params(
-        ("thread" = Option<String>, Query, description = "Thread UUID (another user's thread gives an empty list)"),
-        ("is_flagged" = Option<bool>, Query, description = "true/True or false/False; other values are ignored"),
-        ("include_history" = Option<bool>, Query, description = "Absent or false: only active rows. true, or any unparseable value: replaced rows too"),
+        ("thread" = Option<UuidFilter>, Query, description = "Thread UUID (another user's thread gives an empty list); invalid: 400"),
+        ("is_flagged" = Option<Lenient>, Query, description = "true/True or false/False; other values are ignored", example = "true"),
+        ("include_history" = Option<Lenient>, Query, description = "Absent or false: only active rows. true, or any unparseable value: replaced rows too", example = "true"),
     ),
     responses(
         (status = 200, description = "A plain array, not paginated; staff and support get at most 1,000 rows without `thread`", body = [MessageOut]),
