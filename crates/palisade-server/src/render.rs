@@ -1,6 +1,9 @@
 //! JSON shapes of the API, field for field and in the reference's order, and
-//! the sparse-fieldset (`field=`) rule. The structs double as the OpenAPI
-//! schemas, so the document cannot drift from what is sent.
+//! the sparse-fieldset (`field=`) rule. The response structs double as the
+//! OpenAPI schemas, so the document cannot drift from what is sent; the
+//! request bodies, parsed by hand for DRF's messages, have hand-written
+//! schemas here that state the parsers' limits (schemathesis holds both
+//! sides to them: scripts/schemathesis.sh).
 
 use palisade_store::{ChatSession, Message, Thread, Timestamp};
 use serde::Serialize;
