@@ -49,7 +49,7 @@ mod types;
 
 use async_trait::async_trait;
 
-pub use openai::{OpenAiConfig, OpenAiProvider};
+pub use openai::{OpenAiConfig, OpenAiProvider, url_for_logs};
 pub use scripted::{ScriptStep, ScriptedProvider, ScriptedReply};
 pub use tokio_util::sync::CancellationToken;
 pub use types::{

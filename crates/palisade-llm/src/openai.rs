@@ -25,7 +25,24 @@ const ERROR_BODY_BYTES: usize = 8 * 1024;
 /// Most bytes accepted from a non-streaming (plain JSON) 200 answer.
 const JSON_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Configuration of [`OpenAiProvider`]. `Debug` never shows the API key.
+/// `url` as it may appear in logs and messages: without userinfo, so
+/// `https://user:pass@host/v1` becomes `https://host/v1`. (reqwest sends
+/// the userinfo as basic authentication and keeps it out of its errors.)
+pub fn url_for_logs(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // A password may itself hold `/` or `@` (unencoded), so the userinfo is
+    // taken as everything up to the last `@` before the query.
+    let path_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    match rest[..path_start].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Configuration of [`OpenAiProvider`]. `Debug` never shows the API key,
+/// nor credentials in the base URL.
 #[derive(Clone, PartialEq)]
 pub struct OpenAiConfig {
     /// Base URL up to and including the version segment, e.g.
@@ -71,7 +88,7 @@ impl OpenAiConfig {
 impl fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiConfig")
-            .field("base_url", &self.base_url)
+            .field("base_url", &url_for_logs(&self.base_url))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model", &self.model)
             .field("temperature", &self.temperature)
@@ -97,7 +114,7 @@ impl fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiProvider")
             .field("config", &self.config)
-            .field("url", &self.url)
+            .field("url", &url_for_logs(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -111,11 +128,12 @@ impl OpenAiProvider {
             return Err(LlmError::NotConfigured("no base URL is set".into()));
         }
         let url = format!("{base}/chat/completions");
+        let shown = url_for_logs(base);
         let parsed = reqwest::Url::parse(&url)
-            .map_err(|err| LlmError::NotConfigured(format!("invalid base URL {base:?}: {err}")))?;
+            .map_err(|err| LlmError::NotConfigured(format!("invalid base URL {shown:?}: {err}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(LlmError::NotConfigured(format!(
-                "base URL {base:?} is not http(s)"
+                "base URL {shown:?} is not http(s)"
             )));
         }
         let authorization = match config.api_key.as_deref().map(str::trim) {
@@ -620,6 +638,24 @@ fn describe(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_logged_without_userinfo() {
+        assert_eq!(url_for_logs("https://user:pass@host"), "https://host");
+        assert_eq!(
+            url_for_logs("http://u:p@ss/w@llm.test:8000/v1?x=1"),
+            "http://llm.test:8000/v1?x=1"
+        );
+        assert_eq!(
+            url_for_logs("http://127.0.0.1:11434/v1"),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert_eq!(url_for_logs("not a url"), "not a url");
+        let config = OpenAiConfig::new("https://proxy:s3cret@llm.test/v1", "m");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let provider = OpenAiProvider::new(config).unwrap();
+        assert!(!format!("{provider:?}").contains("s3cret"));
+    }
 
     #[test]
     fn debug_hides_the_key() {

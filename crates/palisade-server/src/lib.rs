@@ -11,6 +11,7 @@ mod head_limits;
 pub mod input_guard;
 pub mod listener;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod params;
 pub mod password;

@@ -216,7 +216,7 @@ impl Body {
                 let bytes = read_body(request, state).await?;
                 serde_json::from_slice(&bytes)
                     .map(Body::Json)
-                    .map_err(|err| ApiError::ParseError(err.to_string()))
+                    .map_err(|err| ApiError::ParseError(json_error_text(&err)))
             }
             "application/x-www-form-urlencoded" if accept_form => {
                 let bytes = read_body(request, state).await?;
@@ -226,6 +226,26 @@ impl Body {
             }
             _ => Err(ApiError::UnsupportedMediaType(media)),
         }
+    }
+}
+
+/// serde_json's description of a parse error, except for a `\u` escape of
+/// an unpaired UTF-16 surrogate, which it reports as "unexpected end of hex
+/// escape" or (for a lone low surrogate) "lone leading surrogate": both
+/// misleading, so that case gets a message of its own.
+fn json_error_text(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if text.starts_with("unexpected end of hex escape")
+        || text.starts_with("lone leading surrogate in hex escape")
+    {
+        format!(
+            "invalid \\u escape at line {} column {}: a UTF-16 surrogate (\\ud800-\\udfff) \
+             must be part of a high-low pair",
+            err.line(),
+            err.column()
+        )
+    } else {
+        text
     }
 }
 
@@ -258,6 +278,29 @@ mod tests {
         assert!(parse_uuid(hex).is_some());
         assert!(parse_uuid("{3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f}").is_none());
         assert!(parse_uuid("not-a-uuid").is_none());
+    }
+
+    #[test]
+    fn surrogate_errors_are_explained() {
+        let message = |body: &str| {
+            let err = serde_json::from_str::<serde_json::Value>(body).unwrap_err();
+            json_error_text(&err)
+        };
+        for body in [
+            r#"{"input": "\ud800"}"#,
+            r#"{"input": "\udc00"}"#,
+            r#""\ud800\u0041""#,
+        ] {
+            let text = message(body);
+            assert!(
+                text.starts_with("invalid \\u escape at line 1"),
+                "{body}: {text}"
+            );
+            assert!(text.ends_with("must be part of a high-low pair"), "{text}");
+        }
+        // A pair is fine; other errors keep serde_json's words.
+        assert!(serde_json::from_str::<serde_json::Value>(r#""\ud83d\ude00""#).is_ok());
+        assert!(message("{").starts_with("EOF while parsing"));
     }
 
     #[test]

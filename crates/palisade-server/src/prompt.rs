@@ -222,6 +222,8 @@ mod tests {
             uuid: Uuid::new_v4(),
             thread_id: 1,
             thread_uuid: Uuid::nil(),
+            owner_id: 1,
+            owner_username: "alice".to_owned(),
             role,
             content: content.to_owned(),
             sequence_index: index,

@@ -316,6 +316,109 @@ mod tests {
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
     }
 
+    /// The document describes what is sent: a regular user's message (no
+    /// detection fields) fits the message schema; timestamps are
+    /// date-times and UUIDs 32 hex; request bodies state their limits;
+    /// 400s that can be `{"detail"}` or a bare array say so.
+    pub async fn openapi_document_tells_the_truth(server: TestServer) {
+        let doc: Value = server
+            .anonymous(Method::GET, "/api/schema/")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let message = &schemas["MessageOut"];
+        let required: Vec<&str> = message["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            required,
+            [
+                "uuid",
+                "thread",
+                "role",
+                "content",
+                "sequence_index",
+                "created",
+                "is_generating"
+            ],
+            "{message}"
+        );
+        for field in ["is_flagged", "severity", "action_taken"] {
+            assert!(message["properties"][field].is_object(), "{field}");
+        }
+        for schema in ["SessionOut", "ThreadOut", "MessageOut"] {
+            let created = &schemas[schema]["properties"]["created"];
+            assert_eq!(created["format"], "date-time", "{schema}");
+            assert_eq!(
+                schemas[schema]["properties"]["uuid"]["pattern"], "^[0-9a-f]{32}$",
+                "{schema}"
+            );
+        }
+        let messages = &doc["paths"]["/api/chat-messages/"]["get"];
+        let thread = messages["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "thread")
+            .unwrap();
+        assert_eq!(thread["schema"]["$ref"], "#/components/schemas/UuidFilter");
+        // Hyphenated (`format: uuid`) or 32 hex, or empty (no filter).
+        let uuid = &schemas["UuidFilter"]["anyOf"][0]["anyOf"];
+        assert_eq!(uuid[0]["format"], "uuid");
+        assert_eq!(uuid[1]["pattern"], "^[0-9A-Fa-f]{32}$");
+        assert_eq!(schemas["UuidFilter"]["anyOf"][1]["maxLength"], 0);
+        let input = &schemas["StreamIn"]["allOf"][0]["properties"]["input"];
+        assert_eq!(input["minLength"], 1);
+        assert_eq!(input["maxLength"], 50_000);
+        let stream = &doc["paths"]["/api/chat/stream/"]["post"];
+        assert_eq!(
+            stream["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/BadRequest"
+        );
+        assert_eq!(schemas["BadRequest"]["oneOf"].as_array().unwrap().len(), 3);
+        let threads = &doc["paths"]["/api/chat-threads/"]["get"]["parameters"];
+        let page_size = threads
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "page_size")
+            .unwrap();
+        // Any value is accepted (clamped or defaulted), so no bounds.
+        assert_eq!(page_size["schema"]["$ref"], "#/components/schemas/Lenient");
+    }
+
+    /// 405 answers carry `Allow`, as RFC 9110 requires and DRF does.
+    pub async fn method_not_allowed_has_allow(server: TestServer) {
+        let alice = server.user("alice").await;
+        for (method, path, allow) in [
+            (Method::POST, "/api/chat-threads/", "GET, HEAD, OPTIONS"),
+            (
+                Method::DELETE,
+                "/api/chat-sessions/current/",
+                "GET, HEAD, OPTIONS",
+            ),
+            (Method::GET, "/api/chat/stream/", "POST, OPTIONS"),
+            (Method::GET, "/api-auth/password/", "POST"),
+            (
+                Method::GET,
+                "/api/chat-messages/0123456789abcdef0123456789abcdef/",
+                "",
+            ),
+        ] {
+            let response = server.request(method.clone(), &alice, path).await;
+            assert_eq!(response.status(), 405, "{method} {path}");
+            assert_eq!(header(&response, "allow"), Some(allow), "{method} {path}");
+        }
+        // Authentication still comes first, as in DRF.
+        let anonymous = server.anonymous(Method::DELETE, "/api/chat-threads/").await;
+        assert_eq!(anonymous.status(), 401);
+    }
+
     /// `/api/docs/` is an HTML page whose scripts and styles are served by
     /// Palisade itself.
     pub async fn docs_page_and_assets(server: TestServer) {
@@ -364,5 +467,7 @@ http_tests!(
     unknown_paths_are_json_404,
     malformed_input_is_4xx,
     openapi_document,
+    openapi_document_tells_the_truth,
+    method_not_allowed_has_allow,
     docs_page_and_assets,
 );

@@ -136,6 +136,14 @@ mod tests {
             200
         );
 
+        let nul = json!({"text": "a\u{0}b"}).to_string();
+        assert_body(
+            scan(&server, &admin, "application/json", &nul).await,
+            400,
+            json!({"text": ["Null characters are not allowed."]}),
+        )
+        .await;
+
         let get = server.get(&admin, "/api/guard/scan/").await;
         assert_body(get, 405, json!({"detail": "Method \"GET\" not allowed."})).await;
     }

@@ -203,6 +203,40 @@ mod tests {
         .await;
     }
 
+    /// NUL characters are refused as DRF's `CharField` does (PostgreSQL
+    /// could not even look such a name up), in JSON and in forms, and no
+    /// failure is counted towards a lockout.
+    pub async fn nul_characters_are_400(server: TestServer) {
+        with_password(&server, "alice", "right").await;
+        let nul = json!({"username": ["Null characters are not allowed."]});
+        let response = login(
+            &server,
+            json!({"username": "ali\u{0}ce", "password": "right"}),
+        )
+        .await;
+        assert_body(response, 400, nul.clone()).await;
+        let response = login(
+            &server,
+            json!({"username": "alice", "password": "ri\u{0}ght"}),
+        )
+        .await;
+        assert_body(
+            response,
+            400,
+            json!({"password": ["Null characters are not allowed."]}),
+        )
+        .await;
+        let response = server
+            .client
+            .post(server.url("/api-auth/password/"))
+            .form(&[("username", "\u{0}"), ("password", "right")])
+            .send()
+            .await
+            .unwrap();
+        assert_body(response, 400, nul).await;
+        token_of(login(&server, json!({"username": "alice", "password": "right"})).await).await;
+    }
+
     async fn assert_body_keys(response: reqwest::Response, status: u16) -> Value {
         assert_eq!(response.status(), status);
         response.json().await.unwrap()
@@ -335,6 +369,7 @@ http_tests!(
     login_gives_a_working_token_that_expires,
     form_bodies_work_and_other_types_are_415,
     wrong_credentials_and_missing_fields,
+    nul_characters_are_400,
     disabled_users_are_told_so,
     four_failures_lock_the_username_out,
     success_forgets_earlier_failures,

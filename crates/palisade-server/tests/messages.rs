@@ -292,7 +292,37 @@ mod tests {
                 2
             );
         }
-        // No audit event for message listing.
+        // Each listing left one `chat_messages_accessed` event per owner
+        // (a deviation: the reference audits no message listing).
+        assert_eq!(server.store.list_audit_events(None).await.unwrap().len(), 4);
+    }
+
+    /// Staff and support reading other users' messages leave one
+    /// `chat_messages_accessed` event per owner whose messages were
+    /// returned, naming the threads; their own messages, an empty answer
+    /// and regular users leave none.
+    pub async fn staff_reading_messages_is_audited(server: TestServer) {
+        let (alice, risky, _, clean) = seed_flagged(&server).await;
+        let carol = server.user("carol").await;
+        let staff = server.staff("root").await;
+        let support = server.support("helpdesk").await;
+        let mine = server.thread(&staff, "staff's own").await;
+        server.exchange(&mine, 1).await;
+
+        server.get_json(&alice, "/api/chat-messages/").await;
+        server.get_json(&carol, "/api/chat-messages/").await;
+        server
+            .get_json(
+                &staff,
+                &format!("/api/chat-messages/?thread={}", hex(&mine.uuid)),
+            )
+            .await;
+        server
+            .get_json(
+                &staff,
+                &format!("/api/chat-messages/?thread={}", hex(&uuid::Uuid::new_v4())),
+            )
+            .await;
         assert!(
             server
                 .store
@@ -300,6 +330,84 @@ mod tests {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+
+        server.get_json(&staff, "/api/chat-messages/").await;
+        let events = server.audit_events(&alice, "chat_messages_accessed").await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].message, "Chat data of alice accessed by root");
+        assert_eq!(events[0].actor_id, Some(staff.user.id));
+        assert_eq!(events[0].context["threads"], json!([hex(&risky.uuid)]));
+        let owner_of_clean = server
+            .store
+            .list_audit_events(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.context["threads"] == json!([hex(&clean.uuid)]))
+            .count();
+        assert_eq!(owner_of_clean, 1, "one event for bob");
+        assert_eq!(server.store.list_audit_events(None).await.unwrap().len(), 2);
+
+        // One thread of one owner: one event naming it.
+        server
+            .get_json(
+                &support,
+                &format!("/api/chat-messages/?thread={}", hex(&risky.uuid)),
+            )
+            .await;
+        let events = server.audit_events(&alice, "chat_messages_accessed").await;
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].message, "Chat data of alice accessed by helpdesk");
+        assert_eq!(events[1].actor_id, Some(support.user.id));
+        assert_eq!(events[1].context["threads"], json!([hex(&risky.uuid)]));
+        assert!(
+            server
+                .audit_events(&staff, "chat_messages_accessed")
+                .await
+                .is_empty()
+        );
+    }
+
+    /// Staff and support listing messages without `thread=` get at most
+    /// 1,000 rows (the first in list order); with `thread=`, and for the
+    /// owner, every row.
+    pub async fn staff_lists_are_capped(server: TestServer) {
+        let alice = server.user("alice").await;
+        let staff = server.staff("root").await;
+        let support = server.support("helpdesk").await;
+        let thread = server.thread(&alice, "long").await;
+        for index in 1..=1_001 {
+            server
+                .store
+                .insert_message(
+                    thread.id,
+                    &NewMessage {
+                        role: if index % 2 == 1 {
+                            Role::User
+                        } else {
+                            Role::Assistant
+                        },
+                        content: format!("m{index}"),
+                        sequence_index: index,
+                        replaces: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let count = |body: Value| body.as_array().map(Vec::len).unwrap_or_default();
+        for viewer in [&staff, &support] {
+            let body = server.get_json(viewer, "/api/chat-messages/").await;
+            assert_eq!(body[0]["content"], "m1");
+            assert_eq!(body[999]["content"], "m1000");
+            assert_eq!(count(body), 1_000);
+            let one_thread = format!("/api/chat-messages/?thread={}", hex(&thread.uuid));
+            assert_eq!(count(server.get_json(viewer, &one_thread).await), 1_001);
+        }
+        assert_eq!(
+            count(server.get_json(&alice, "/api/chat-messages/").await),
+            1_001
         );
     }
 
@@ -427,6 +535,8 @@ http_tests!(
     thread_filter,
     staff_and_support_see_all_messages,
     is_flagged_filter,
+    staff_reading_messages_is_audited,
+    staff_lists_are_capped,
     detection_fields_by_role,
     other_methods_are_405,
 );

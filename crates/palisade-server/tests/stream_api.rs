@@ -62,6 +62,74 @@ async fn invalid_bodies_are_400(store: Arc<dyn Store>) {
     assert!(chat.all_messages(thread.uuid).await.is_empty());
 }
 
+/// NUL characters in `input` are refused as DRF's `CharField` does (JSON
+/// and form bodies), and a `\u` escape of a lone surrogate is a JSON parse
+/// error that says so; nothing is stored and the model is not called.
+async fn nul_and_lone_surrogates_are_400(store: Arc<dyn Store>) {
+    let chat = ChatServer::start(store).await;
+    let alice = chat.user("alice").await;
+    let nul = json!({"input": ["Null characters are not allowed."]});
+    for input in ["a\u{0}b", "\u{0}", "  x\u{0}  "] {
+        assert_body(
+            chat.post_stream(&alice, &json!({ "input": input })).await,
+            400,
+            nul.clone(),
+        )
+        .await;
+    }
+    let form = chat
+        .client
+        .post(chat.url("/api/chat/stream/"))
+        .header("Authorization", format!("Token {}", alice.token))
+        .form(&[("input", "hello\u{0}")])
+        .send()
+        .await
+        .unwrap();
+    assert_body(form, 400, nul).await;
+
+    for body in [
+        r#"{"input": "\ud800"}"#,
+        r#"{"input": "\udfff x"}"#,
+        r#"{"input": "\ud83d\u0041"}"#,
+    ] {
+        let response = chat
+            .client
+            .post(chat.url("/api/chat/stream/"))
+            .header("Authorization", format!("Token {}", alice.token))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("JSON parse error - invalid \\u escape at line 1 column ")
+                && detail.ends_with(
+                    "a UTF-16 surrogate (\\ud800-\\udfff) must be part of a high-low pair"
+                ),
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(chat.llm.request_count(), 0, "no model call for bad input");
+    assert!(
+        chat.store
+            .list_threads(
+                &palisade_store::ThreadFilter::new(palisade_store::Scope::All),
+                palisade_store::Window {
+                    limit: 10,
+                    offset: 0
+                },
+            )
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing stored"
+    );
+}
+
 /// Item 28: 50,000 characters (after trimming) are accepted, 50,001 are not.
 async fn input_length_limit(store: Arc<dyn Store>) {
     let chat = ChatServer::start(store).await;
@@ -552,6 +620,7 @@ palisade_store::test_on_both_backends!(
     concurrent_requests_stay_within_the_quota,
     refused_requests_give_their_reservation_back,
     invalid_bodies_are_400,
+    nul_and_lone_surrogates_are_400,
     input_length_limit,
     oversized_bodies_are_413,
     optional_fields_and_form_bodies,

@@ -626,6 +626,7 @@ async fn shutdown_stores_running_answers(store: Arc<dyn Store>) {
             thread: Some(thread),
             is_flagged: None,
             include_history: false,
+            limit: None,
         })
         .await
         .unwrap();

@@ -421,8 +421,10 @@ mod tests {
         assert_404(server.post(&alice, &path).await).await;
     }
 
-    /// Archive scope: staff and support can archive anyone's thread (without
-    /// an audit event); another regular user gets 404.
+    /// Archive scope: the owner may archive; another regular user gets 404;
+    /// support users stay read-only on other users' threads (403, nothing
+    /// changes); staff may archive and unarchive anyone's thread, each time
+    /// leaving a `chat_thread_archived_by_staff` audit event.
     pub async fn archive_scope(server: TestServer) {
         let alice = server.user("alice").await;
         let mallory = server.user("mallory").await;
@@ -431,24 +433,49 @@ mod tests {
         let thread = server.thread(&alice, "chat").await;
         let archive = format!("{}archive/", detail(&thread));
         let unarchive = format!("{}unarchive/", detail(&thread));
+        let forbidden = json!({"detail": "You do not have permission to perform this action."});
 
         assert_404(server.post(&mallory, &archive).await).await;
+        assert!(!server.reload(&thread).await.is_archived);
+        assert_body(
+            server.post(&support, &archive).await,
+            403,
+            forbidden.clone(),
+        )
+        .await;
         assert!(!server.reload(&thread).await.is_archived);
 
         assert_eq!(server.post(&staff, &archive).await.status(), 204);
         assert!(server.reload(&thread).await.is_archived);
         assert_404(server.post(&mallory, &unarchive).await).await;
+        assert_body(server.post(&support, &unarchive).await, 403, forbidden).await;
         assert!(server.reload(&thread).await.is_archived);
-        assert_eq!(server.post(&support, &unarchive).await.status(), 204);
+        assert_eq!(server.post(&staff, &unarchive).await.status(), 204);
         assert!(!server.reload(&thread).await.is_archived);
-        assert!(
-            server
-                .store
-                .list_audit_events(None)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+
+        let events = server
+            .audit_events(&alice, "chat_thread_archived_by_staff")
+            .await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        for (event, archived) in events.iter().zip([true, false]) {
+            assert_eq!(event.actor_id, Some(staff.user.id));
+            assert_eq!(event.target_id, Some(alice.user.id));
+            assert_eq!(event.context["thread"], hex(&thread.uuid));
+            assert_eq!(event.context["is_archived"], archived);
+        }
+        assert_eq!(events[0].message, "Chat thread of alice archived by root");
+        assert_eq!(events[1].message, "Chat thread of alice unarchived by root");
+
+        // Their own threads: support and staff act freely, the owner too,
+        // and nothing is audited.
+        let own = server.thread(&support, "mine").await;
+        let staff_own = server.thread(&staff, "staff's").await;
+        for (who, thread) in [(&support, &own), (&staff, &staff_own), (&alice, &thread)] {
+            let path = format!("{}archive/", detail(thread));
+            assert_eq!(server.post(who, &path).await.status(), 204);
+            assert!(server.reload(thread).await.is_archived);
+        }
+        assert_eq!(server.store.list_audit_events(None).await.unwrap().len(), 2);
 
         assert_404(
             server

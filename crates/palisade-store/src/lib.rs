@@ -285,18 +285,44 @@ impl DatabaseUrl {
         &self.0
     }
 
-    fn redacted(&self) -> String {
-        // scheme://user:password@host → scheme://user:***@host
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
+    /// The URL with every password masked: the one in the userinfo
+    /// (`scheme://user:***@host`) and the value of any query parameter whose
+    /// name contains `password` (`?password=***`, `?sslpassword=***`).
+    pub fn redacted(&self) -> String {
+        let (head, query) = match self.0.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (self.0.as_str(), None),
         };
-        let Some((userinfo, host)) = rest.rsplit_once('@') else {
-            return self.0.clone();
-        };
-        match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => self.0.clone(),
+        let mut out = redact_userinfo(head);
+        if let Some(query) = query {
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
         }
+        out
+    }
+}
+
+/// `scheme://user:password@host…` → `scheme://user:***@host…`. The last `@`
+/// ends the userinfo, so a password containing `@` or `/` is masked whole.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -337,5 +363,21 @@ mod tests {
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/chat");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://app:s3cret@db:5432/chat");
+    }
+
+    #[test]
+    fn database_url_hides_query_passwords() {
+        let url = DatabaseUrl::new(
+            "postgres://app@db/chat?sslmode=require&password=s3cret&sslpassword=k3y",
+        );
+        assert_eq!(
+            url.to_string(),
+            "postgres://app@db/chat?sslmode=require&password=***&sslpassword=***"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let both = DatabaseUrl::new("postgres://app:p@ss/w0rd@db/chat?PASSWORD=s3cret");
+        assert_eq!(both.to_string(), "postgres://app:***@db/chat?PASSWORD=***");
+        let sqlite = DatabaseUrl::new("sqlite:///var/lib/palisade/palisade.db?mode=rwc");
+        assert_eq!(sqlite.to_string(), sqlite.expose());
     }
 }

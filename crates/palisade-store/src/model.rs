@@ -169,6 +169,10 @@ pub struct Message {
     pub uuid: Uuid,
     pub thread_id: i64,
     pub thread_uuid: Uuid,
+    /// The thread owner's user id and username (for audit events when
+    /// staff or support read someone else's messages).
+    pub owner_id: i64,
+    pub owner_username: String,
     pub role: Role,
     pub content: String,
     pub sequence_index: i64,
@@ -417,6 +421,8 @@ pub struct MessageFilter {
     pub is_flagged: Option<bool>,
     /// Include replaced (history) rows.
     pub include_history: bool,
+    /// At most this many rows (the first ones in list order); `None` for all.
+    pub limit: Option<i64>,
 }
 
 /// One page of a list and the number of rows in the whole list.

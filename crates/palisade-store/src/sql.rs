@@ -41,11 +41,13 @@ const MESSAGE_COUNT: &str =
     "(SELECT COUNT(*) FROM messages m WHERE m.thread_id = p.id) AS message_count";
 
 pub(crate) const MESSAGE_SELECT: &str = "SELECT m.id, m.uuid, m.thread_id, t.uuid AS thread_uuid, \
-     m.role, m.content, m.sequence_index, r.uuid AS replaces_uuid, m.created, m.is_flagged, \
-     m.severity, m.injection_categories, m.pii_categories, m.action_taken, m.input_tokens, \
+     s.user_id AS owner_id, u.username AS owner_username, m.role, m.content, m.sequence_index, \
+     r.uuid AS replaces_uuid, m.created, m.is_flagged, m.severity, \
+     m.injection_categories, m.pii_categories, m.action_taken, m.input_tokens, \
      m.output_tokens, m.generating_lease IS NOT NULL AS is_generating \
      FROM messages m JOIN threads t ON t.id = m.thread_id \
      JOIN chat_sessions s ON s.id = t.session_id \
+     JOIN users u ON u.id = s.user_id \
      LEFT JOIN messages r ON r.id = m.replaces_id";
 
 pub(crate) const AUDIT_COLUMNS: &str =
@@ -317,6 +319,9 @@ where
         qb.push(" AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.replaces_id = m.id)");
     }
     qb.push(" ORDER BY m.sequence_index ASC, m.id ASC");
+    if let Some(limit) = filter.limit {
+        qb.push(" LIMIT ").push_bind(limit.max(0));
+    }
     qb
 }
 

@@ -480,6 +480,7 @@ async fn message_list_history_scope_and_filters(db: Db) {
         thread: None,
         is_flagged: None,
         include_history,
+        limit: None,
     };
     let uuids = |messages: Vec<palisade_store::Message>| {
         messages.into_iter().map(|m| m.uuid).collect::<Vec<_>>()
@@ -508,6 +509,27 @@ async fn message_list_history_scope_and_filters(db: Db) {
     let mut theirs = filter(Scope::Owner(alice.id), true);
     theirs.thread = Some(other.uuid);
     assert!(db.list_messages(&theirs).await.unwrap().is_empty());
+
+    // Each row names its thread's owner (for audit events).
+    let everyone = db.list_messages(&filter(Scope::All, true)).await.unwrap();
+    let owners: Vec<(i64, &str)> = everyone
+        .iter()
+        .map(|m| (m.owner_id, m.owner_username.as_str()))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            (alice.id, "alice"),
+            (bob.id, "bob"),
+            (alice.id, "alice"),
+            (alice.id, "alice")
+        ]
+    );
+    // A limit keeps the first rows in list order.
+    let mut capped = filter(Scope::All, true);
+    capped.limit = Some(2);
+    let first_two = db.list_messages(&capped).await.unwrap();
+    assert_eq!(uuids(first_two), uuids(everyone[..2].to_vec()));
 
     let mut only_flagged = filter(Scope::All, false);
     only_flagged.is_flagged = Some(true);
@@ -834,6 +856,7 @@ mod persistence {
             thread: Some(thread),
             is_flagged: None,
             include_history: true,
+            limit: None,
         };
         db.list_messages(&filter)
             .await
@@ -1138,6 +1161,7 @@ mod quotas {
             thread: Some(t.uuid),
             is_flagged: None,
             include_history: false,
+            limit: None,
         };
         let stored = db.list_messages(&filter).await.unwrap();
         assert_eq!((stored[1].input_tokens, stored[1].output_tokens), (100, 50));
@@ -1311,6 +1335,7 @@ mod durable_answers {
             thread: Some(thread),
             is_flagged: None,
             include_history: false,
+            limit: None,
         })
         .await
         .unwrap()

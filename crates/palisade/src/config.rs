@@ -38,6 +38,25 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A URL setting that may carry a password (in its userinfo or a
+/// `password=` query parameter): `Debug` shows it with the passwords
+/// masked, so a logged configuration leaks none.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", DatabaseUrl::new(self.0.clone()).redacted())
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> SecretUrl {
+        SecretUrl(url.to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Listen address (`PALISADE_BIND`).
@@ -46,7 +65,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…` (`PALISADE_DATABASE_URL`); the SQLite
     /// file `palisade.db` in the data dir when unset.
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
     /// Comma-separated phrases that clear the injection detector when they
     /// make up more than 80 % of a message (`PALISADE_INJECTION_ALLOWLIST`).
     pub injection_allowlist: String,
@@ -56,7 +75,7 @@ pub struct Config {
     pub llm_provider: LlmProvider,
     /// OpenAI-compatible base URL, e.g. `http://127.0.0.1:11434/v1`
     /// (`PALISADE_LLM_BASE_URL`).
-    pub llm_base_url: String,
+    pub llm_base_url: SecretUrl,
     /// Bearer key for that endpoint (`PALISADE_LLM_API_KEY`).
     pub llm_api_key: Secret,
     /// Model name sent upstream (`PALISADE_LLM_MODEL`).
@@ -121,7 +140,7 @@ impl Default for Config {
             injection_allowlist: String::new(),
             chat_enabled: true,
             llm_provider: LlmProvider::Local,
-            llm_base_url: String::new(),
+            llm_base_url: SecretUrl::default(),
             llm_api_key: Secret::default(),
             llm_model: String::new(),
             llm_model_path: None,
@@ -188,7 +207,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
 }
 
 impl Config {
@@ -240,7 +259,7 @@ impl Config {
     /// The OpenAI-compatible provider's settings; `None` without a base URL
     /// (the stream endpoint then answers 409 "not configured").
     pub fn openai(&self) -> Option<palisade_llm::OpenAiConfig> {
-        let base_url = self.llm_base_url.trim();
+        let base_url = self.llm_base_url.0.trim();
         if base_url.is_empty() {
             return None;
         }
@@ -370,7 +389,7 @@ impl Config {
     /// The database to use, creating the data dir for the default SQLite file.
     pub fn database_url(&self) -> Result<DatabaseUrl> {
         if let Some(url) = &self.database_url {
-            return Ok(DatabaseUrl::new(url.clone()));
+            return Ok(DatabaseUrl::new(url.0.clone()));
         }
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
@@ -403,7 +422,7 @@ mod tests {
             let config = Config::load(None, &overrides).map_err(|e| e.to_string())?;
             assert_eq!(config.bind, SocketAddr::from(([0, 0, 0, 0], 9000)));
             assert_eq!(config.data_dir, PathBuf::from("/from/env"));
-            assert_eq!(config.database_url.as_deref(), Some("sqlite://flag.db"));
+            assert_eq!(config.database_url, Some("sqlite://flag.db".into()));
             Ok(())
         });
     }
@@ -445,6 +464,36 @@ mod tests {
             assert_eq!(local.model_dir, PathBuf::from("/var/cache/models"));
             assert!(!local.allow_fetch);
             assert_eq!(local.temperature, 0.0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "PALISADE_DATABASE_URL",
+                "postgres://app:db-s3cret@db/chat?sslpassword=key-s3cret",
+            );
+            jail.set_env(
+                "PALISADE_LLM_BASE_URL",
+                "https://proxy:llm-s3cret@llm.test/v1",
+            );
+            jail.set_env("PALISADE_LLM_API_KEY", "sk-s3cret");
+            jail.set_env("PALISADE_METRICS_TOKEN", "metrics-s3cret");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            let text = format!("{config:?}");
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(
+                text.contains("postgres://app:***@db/chat?sslpassword=***"),
+                "{text}"
+            );
+            assert!(text.contains("https://proxy:***@llm.test/v1"), "{text}");
+            // The real values are still there for connecting.
+            assert_eq!(
+                config.database_url().map_err(|e| e.to_string())?.expose(),
+                "postgres://app:db-s3cret@db/chat?sslpassword=key-s3cret"
+            );
             Ok(())
         });
     }

@@ -157,7 +157,7 @@ async fn run(cli: Cli) -> Result<()> {
     let overrides = Overrides {
         bind,
         data_dir: cli.data_dir.clone(),
-        database_url: cli.database_url.clone(),
+        database_url: cli.database_url.as_deref().map(config::SecretUrl::from),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     if let Command::Scan { file, jsonl } = &cli.command {
@@ -445,7 +445,12 @@ async fn chat_provider(config: &Config) -> Result<Option<Arc<dyn ChatProvider>>>
                 );
                 return Ok(None);
             };
-            tracing::info!(base_url = %openai.base_url, model = %openai.model, "using an OpenAI-compatible model server");
+            // Without userinfo: `https://user:pass@host` is logged as `https://host`.
+            tracing::info!(
+                base_url = %palisade_llm::url_for_logs(&openai.base_url),
+                model = %openai.model,
+                "using an OpenAI-compatible model server"
+            );
             let provider = OpenAiProvider::new(openai).context("configuring the LLM provider")?;
             Ok(Some(Arc::new(provider)))
         }

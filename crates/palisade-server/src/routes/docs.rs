@@ -9,9 +9,12 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::openapi::{
+    DateFilter, Lenient, PageNumber, SearchText, SeverityFilter, ThreadOrdering, UuidFilter,
+};
 use crate::render::{
-    Detail, DetectionOut, FieldErrors, LoginIn, MeOut, MessageOut, ScanIn, SessionOut, StreamIn,
-    ThreadOut, TokenOut,
+    ActionName, BadRequest, Detail, FieldErrors, LoginIn, MeOut, MessageOut, RoleName, ScanIn,
+    SessionOut, SeverityName, StreamForm, StreamIn, ThreadOut, TokenOut,
 };
 
 #[derive(OpenApi)]
@@ -29,7 +32,11 @@ use crate::render::{
         super::threads::unarchive, super::messages::list, super::stream::stream, super::stream::cancel, super::stream::follow,
         super::guard::scan, super::login::obtain_token, super::login::logout, super::login::me,
     ),
-    components(schemas(LoginIn, TokenOut, MeOut, SessionOut, ThreadOut, MessageOut, DetectionOut, Detail, FieldErrors, ScanIn, StreamIn)),
+    components(schemas(
+        LoginIn, TokenOut, MeOut, SessionOut, ThreadOut, MessageOut, SeverityName, ActionName,
+        RoleName, Detail, FieldErrors, BadRequest, ScanIn, StreamIn, StreamForm,
+        UuidFilter, DateFilter, SeverityFilter, ThreadOrdering, SearchText, PageNumber, Lenient,
+    )),
     modifiers(&TokenAuth),
 )]
 pub struct ApiDoc;

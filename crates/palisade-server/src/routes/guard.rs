@@ -10,7 +10,8 @@ use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::params::JsonBody;
-use crate::render::{Detail, FieldErrors, ScanIn};
+use crate::render::{BadRequest, Detail, ScanIn};
+use crate::stream::request::NUL_MESSAGE;
 
 /// Longest text accepted, in characters: the stream's input limit.
 const MAX_TEXT_CHARS: usize = 50_000;
@@ -20,6 +21,7 @@ fn text_field(body: &Value) -> Result<&str, ApiError> {
         Some(Value::String(text)) if text.chars().count() > MAX_TEXT_CHARS => {
             "Ensure this field has no more than 50000 characters."
         }
+        Some(Value::String(text)) if text.contains('\0') => NUL_MESSAGE,
         Some(Value::String(text)) => return Ok(text),
         Some(Value::Null) => "This field may not be null.",
         Some(_) => "Not a valid string.",
@@ -35,7 +37,7 @@ fn text_field(body: &Value) -> Result<&str, ApiError> {
     request_body = ScanIn,
     responses(
         (status = 200, description = "The verdict, as `palisade scan` prints it", body = Object),
-        (status = 400, body = FieldErrors), (status = 401, body = Detail),
+        (status = 400, description = "Invalid field, or malformed JSON", body = BadRequest), (status = 401, body = Detail),
         (status = 403, description = "Not staff", body = Detail),
         (status = 415, description = "Body is not application/json", body = Detail),
     ),

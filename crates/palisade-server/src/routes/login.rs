@@ -17,7 +17,8 @@ use crate::auth::{AuthToken, AuthUser, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Body;
 use crate::password::verify_password;
-use crate::render::{Detail, FieldErrors, LoginIn, MeOut, TokenOut};
+use crate::render::{BadRequest, Detail, LoginIn, MeOut, TokenOut};
+use crate::stream::request::NUL_MESSAGE;
 
 /// Failed attempts for one username from one client that lock it out.
 pub const LOCKOUT_FAILURES: i64 = 4;
@@ -47,6 +48,7 @@ fn field<'a>(body: &'a Body, name: &str) -> Result<&'a str, &'static str> {
     match value {
         None => Err("This field is required."),
         Some("") => Err("This field may not be blank."),
+        Some(text) if text.contains('\0') => Err(NUL_MESSAGE),
         Some(text) => Ok(text),
     }
 }
@@ -72,7 +74,7 @@ fn window_start() -> palisade_store::Timestamp {
     request_body = LoginIn,
     responses(
         (status = 200, description = "A new token, valid for `PALISADE_LOGIN_TOKEN_TTL`", body = TokenOut),
-        (status = 400, description = "A field is missing or blank", body = FieldErrors),
+        (status = 400, description = "A field is missing, blank or has a NUL character; or malformed JSON", body = BadRequest),
         (status = 401, description = "`Invalid username/password.`, `User account is disabled.` or `Username is locked out. Try in 10 minutes.`", body = Detail),
         (status = 415, body = Detail),
     ),

@@ -41,11 +41,23 @@ fn endpoint(
             });
             ([(ALLOW, HeaderValue::from_static(allow))], Json(body))
         })
-        .fallback(method_not_allowed)
+        .fallback(move |user: AuthUser, method: Method| method_not_allowed(user, method, allow))
 }
 
-async fn method_not_allowed(_user: AuthUser, method: Method) -> ApiError {
-    ApiError::MethodNotAllowed(method.to_string())
+/// 405 with the `Allow` header RFC 9110 requires on it (DRF sends it too).
+async fn method_not_allowed(
+    _user: AuthUser,
+    method: Method,
+    allow: &'static str,
+) -> impl IntoResponse {
+    not_allowed(method, allow)
+}
+
+fn not_allowed(method: Method, allow: &'static str) -> impl IntoResponse {
+    (
+        [(ALLOW, HeaderValue::from_static(allow))],
+        ApiError::MethodNotAllowed(method.to_string()),
+    )
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -175,12 +187,15 @@ pub fn router(state: AppState) -> Router {
         // Anyone may try to log in: no authentication before the 405.
         .route(
             "/api-auth/password/",
-            post(login::obtain_token).fallback(|method: Method| async move {
-                ApiError::MethodNotAllowed(method.to_string())
-            }),
+            post(login::obtain_token)
+                .fallback(|method: Method| async move { not_allowed(method, "POST") }),
         )
         // Retrieve is disabled in the reference: the URL exists, every method is 405.
-        .route("/api/chat-messages/{uuid}/", any(method_not_allowed))
+        // No method is allowed, so `Allow` is empty.
+        .route(
+            "/api/chat-messages/{uuid}/",
+            any(|user: AuthUser, method: Method| method_not_allowed(user, method, "")),
+        )
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(crate::metrics::scrape))

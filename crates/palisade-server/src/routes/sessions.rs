@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{Lenient, PageNumber};
 use crate::pagination;
 use crate::params::{PathUuid, QueryParams};
 use crate::render::{Detail, Fieldset, SessionOut};
@@ -19,8 +20,8 @@ use crate::render::{Detail, Fieldset, SessionOut};
 #[utoipa::path(
     get, path = "/api/chat-sessions/", tag = "chat-sessions",
     params(
-        ("page" = Option<String>, Query, description = "1-based page number, or `last`"),
-        ("page_size" = Option<i64>, Query, description = "Items per page (default 10, max 300)"),
+        ("page" = Option<PageNumber>, Query, description = "1-based page number, or `last`; anything else, or past the end: 404 `Invalid page.`"),
+        ("page_size" = Option<Lenient>, Query, description = "Items per page: default 10, at most 300 (larger values are clamped; invalid, zero or negative values give 10)", example = "10"),
         ("field" = Option<Vec<String>>, Query, description = "Sparse fieldset: repeat to select fields", explode = true),
     ),
     responses(

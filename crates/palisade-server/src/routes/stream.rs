@@ -26,7 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::input_guard::scan_off_runtime;
 use crate::params::{Body, PathUuid};
 use crate::prompt;
-use crate::render::{Detail, FieldErrors, StreamIn};
+use crate::render::{BadRequest, Detail, StreamForm, StreamIn};
 use crate::stream::follow::{self, Transcript};
 use crate::stream::generation::{Generation, Lines, Reply};
 use crate::stream::request::{Mode, StreamRequest};
@@ -42,16 +42,18 @@ use crate::stream::request::{Mode, StreamRequest};
     post, path = "/api/chat/stream/", tag = "chat",
     request_body(content(
         (StreamIn = "application/json"),
-        (StreamIn = "application/x-www-form-urlencoded"),
+        (StreamForm = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "NDJSON lines", content_type = "application/x-ndjson", body = String),
-        (status = 400, description = "Invalid input, or an edit the reference refuses (a bare array body)", body = FieldErrors),
+        (status = 400, description = "Invalid input (field errors), malformed JSON (`detail`), or an edit the reference refuses (a bare array)", body = BadRequest),
         (status = 401, body = Detail),
         (status = 404, description = "Thread not found. / Message not found.", body = Detail),
         (status = 409, description = "Model not configured, token quota spent, or a reply already being generated in this thread", body = Detail),
+        (status = 413, description = "Body over 1 MiB", body = Detail),
         (status = 415, body = Detail),
         (status = 424, description = "Chat is disabled (checked before authentication)", body = Detail),
+        (status = 429, description = "Too many answers running for this user at once (header `Retry-After`)", body = Detail),
     ),
     security(("token" = []))
 )]
@@ -297,6 +299,7 @@ async fn prepare(
         thread: Some(thread.uuid),
         is_flagged: None,
         include_history: false,
+        limit: None,
     };
     let messages = state.store.list_messages(&active).await?;
     let turn = match (request.mode, request.edit_message) {

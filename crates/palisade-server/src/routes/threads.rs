@@ -12,6 +12,9 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{
+    DateFilter, Lenient, PageNumber, SearchText, SeverityFilter, ThreadOrdering, UuidFilter,
+};
 use crate::pagination::{self, PageRequest};
 use crate::params::{PathUuid, Problems, QueryParams, django_bool, invalid_choice};
 use crate::render::{Detail, FieldErrors, Fieldset, ThreadOut};
@@ -73,16 +76,16 @@ fn thread_filter(user: &User, params: &QueryParams) -> Result<ThreadFilter, ApiE
 #[utoipa::path(
     get, path = "/api/chat-threads/", tag = "chat-threads",
     params(
-        ("user" = Option<String>, Query, description = "Owner's user UUID"),
-        ("created" = Option<String>, Query, description = "Creation date, YYYY-MM-DD (UTC)"),
-        ("modified" = Option<String>, Query, description = "Modification date, YYYY-MM-DD (UTC)"),
-        ("is_archived" = Option<bool>, Query, description = "true/True or false/False; other values are ignored"),
-        ("is_flagged" = Option<bool>, Query, description = "true/True or false/False; other values are ignored"),
-        ("max_severity" = Option<String>, Query, description = "none (= not flagged), low, medium, high or critical (exact match)"),
-        ("query" = Option<String>, Query, description = "Substring of the thread name or the owner's username, full name or email"),
-        ("o" = Option<String>, Query, description = "Ordering: created, -created, modified, -modified; comma-separated"),
-        ("page" = Option<String>, Query, description = "1-based page number, or `last`"),
-        ("page_size" = Option<i64>, Query, description = "Items per page (default 10, max 300)"),
+        ("user" = Option<UuidFilter>, Query, description = "Owner's user UUID; invalid: 400"),
+        ("created" = Option<DateFilter>, Query, description = "Creation date, YYYY-MM-DD (UTC); invalid: 400"),
+        ("modified" = Option<DateFilter>, Query, description = "Modification date, YYYY-MM-DD (UTC); invalid: 400"),
+        ("is_archived" = Option<Lenient>, Query, description = "true/True or false/False; other values are ignored", example = "true"),
+        ("is_flagged" = Option<Lenient>, Query, description = "true/True or false/False; other values are ignored", example = "true"),
+        ("max_severity" = Option<SeverityFilter>, Query, description = "none (= not flagged), low, medium, high or critical (exact match); other values: 400"),
+        ("query" = Option<SearchText>, Query, description = "Substring of the thread name or the owner's username, full name or email; a NUL character: 400"),
+        ("o" = Option<ThreadOrdering>, Query, description = "Ordering: created, -created, modified, -modified; comma-separated; other values: 400"),
+        ("page" = Option<PageNumber>, Query, description = "1-based page number, or `last`; anything else, or past the end: 404 `Invalid page.`"),
+        ("page_size" = Option<Lenient>, Query, description = "Items per page: default 10, at most 300 (larger values are clamped; invalid, zero or negative values give 10)", example = "10"),
         ("field" = Option<Vec<String>>, Query, description = "Sparse fieldset", explode = true),
     ),
     responses(
@@ -169,6 +172,9 @@ pub async fn retrieve(
     ))
 }
 
+/// Archive or unarchive. Support users only read other users' chats: on
+/// another user's thread they get 403. Staff may act on any thread, which
+/// leaves a `chat_thread_archived_by_staff` audit event.
 async fn set_archived(
     state: AppState,
     user: User,
@@ -178,25 +184,38 @@ async fn set_archived(
 ) -> ApiResult<StatusCode> {
     let filter = thread_filter(&user, &params)?;
     let uuid = uuid.ok_or_else(ApiError::not_found)?;
-    if state
+    let thread = state
+        .store
+        .find_thread(&filter, uuid)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let others = thread.user_id != user.id;
+    if others && !user.is_staff {
+        return Err(ApiError::PermissionDenied);
+    }
+    if !state
         .store
         .set_thread_archived(&filter, uuid, archived)
         .await?
     {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+        return Err(ApiError::not_found());
     }
+    if others {
+        audit::thread_archived_by_staff(state.store.as_ref(), &user, &thread, archived).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Archive a thread (soft delete; it can still be read and streamed into).
-/// The request body is ignored.
+/// The request body is ignored. Another user's thread: staff only (audited).
 #[utoipa::path(
     post, path = "/api/chat-threads/{uuid}/archive/", tag = "chat-threads",
     params(("uuid" = String, Path, description = "Thread UUID")),
     responses(
         (status = 204, description = "Archived"), (status = 400, body = FieldErrors),
-        (status = 401, body = Detail), (status = 404, body = Detail),
+        (status = 401, body = Detail),
+        (status = 403, description = "A support user acting on another user's thread (staff only)", body = Detail),
+        (status = 404, body = Detail),
     ),
     security(("token" = []))
 )]
@@ -209,13 +228,16 @@ pub async fn archive(
     set_archived(state, user, uuid, params, true).await
 }
 
-/// Unarchive a thread. The request body is ignored.
+/// Unarchive a thread. The request body is ignored. Another user's thread:
+/// staff only (audited).
 #[utoipa::path(
     post, path = "/api/chat-threads/{uuid}/unarchive/", tag = "chat-threads",
     params(("uuid" = String, Path, description = "Thread UUID")),
     responses(
         (status = 204, description = "Unarchived"), (status = 400, body = FieldErrors),
-        (status = 401, body = Detail), (status = 404, body = Detail),
+        (status = 401, body = Detail),
+        (status = 403, description = "A support user acting on another user's thread (staff only)", body = Detail),
+        (status = 404, body = Detail),
     ),
     security(("token" = []))
 )]

@@ -43,23 +43,36 @@ fn form_to_json(fields: &[(String, String)]) -> Value {
     Value::Object(object)
 }
 
-/// DRF's `CharField(trim_whitespace=True, max_length=50000)`.
-fn input_field(value: Option<&Value>) -> Result<String, &'static str> {
+/// DRF's message for text containing U+0000 (its `CharField` refuses it,
+/// and PostgreSQL could not store it).
+pub const NUL_MESSAGE: &str = "Null characters are not allowed.";
+
+/// DRF's `CharField(trim_whitespace=True, max_length=50000)`: the value, or
+/// every message its validators give (length, then NUL).
+fn input_field(value: Option<&Value>) -> Result<String, Vec<&'static str>> {
     let text = match value {
-        None => return Err("This field is required."),
-        Some(Value::Null) => return Err("This field may not be null."),
+        None => return Err(vec!["This field is required."]),
+        Some(Value::Null) => return Err(vec!["This field may not be null."]),
         Some(Value::String(s)) => s.trim().to_owned(),
         // DRF turns numbers into their text; booleans and containers are refused.
         Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err("Not a valid string."),
+        Some(_) => return Err(vec!["Not a valid string."]),
     };
     if text.is_empty() {
-        return Err("This field may not be blank.");
+        return Err(vec!["This field may not be blank."]);
     }
+    let mut problems = Vec::new();
     if text.chars().count() > MAX_INPUT_CHARS {
-        return Err("Ensure this field has no more than 50000 characters.");
+        problems.push("Ensure this field has no more than 50000 characters.");
     }
-    Ok(text)
+    if text.contains('\0') {
+        problems.push(NUL_MESSAGE);
+    }
+    if problems.is_empty() {
+        Ok(text)
+    } else {
+        Err(problems)
+    }
 }
 
 /// DRF's `UUIDField(required=False, allow_null=True)`.
@@ -113,7 +126,11 @@ impl StreamRequest {
         };
         let mut errors = Vec::new();
         let input = input_field(fields.get("input"))
-            .map_err(|m| errors.push(("input".to_owned(), m.to_owned())))
+            .map_err(|messages| {
+                for m in messages {
+                    errors.push(("input".to_owned(), m.to_owned()));
+                }
+            })
             .ok();
         let thread = uuid_field(fields.get("thread_uuid"))
             .map_err(|m| errors.push(("thread_uuid".to_owned(), m.to_owned())))
@@ -207,6 +224,25 @@ mod tests {
                 "input",
                 "Ensure this field has no more than 50000 characters."
             )
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        assert_eq!(
+            errors(json!({"input": "a\u{0}b"})),
+            one("input", "Null characters are not allowed.")
+        );
+        let both = format!("{}\u{0}", "x".repeat(MAX_INPUT_CHARS));
+        assert_eq!(
+            errors(json!({ "input": both })),
+            [
+                (
+                    "input".to_owned(),
+                    "Ensure this field has no more than 50000 characters.".to_owned()
+                ),
+                ("input".to_owned(), NUL_MESSAGE.to_owned()),
+            ]
         );
     }
 

@@ -340,6 +340,7 @@ impl TestServer {
                 thread: Some(thread),
                 is_flagged: None,
                 include_history,
+                limit: None,
             })
             .await
             .expect("list messages")

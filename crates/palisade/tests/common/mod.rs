@@ -377,6 +377,7 @@ pub async fn messages(
             thread: Some(thread),
             is_flagged: None,
             include_history,
+            limit: None,
         })
         .await
         .expect("list messages")
