@@ -171,6 +171,21 @@ pub enum LlmError {
     /// answer at a time); retrying later can succeed.
     #[error("{0}")]
     Busy(String),
+    /// The prompt cannot fit in the model's context window even without
+    /// any history: the current message (with the system prompt) is too
+    /// long for the model. Raised before anything is generated; retrying
+    /// the same message cannot succeed.
+    #[error(
+        "the message is too long for the model: the prompt needs {needed} tokens, \
+         but the model's context leaves room for {limit}; shorten the message"
+    )]
+    ContextOverflow {
+        /// Tokens the system prompt and the message need.
+        needed: usize,
+        /// Tokens the prompt may have (the context minus the room kept
+        /// for the answer).
+        limit: usize,
+    },
 }
 
 impl LlmError {

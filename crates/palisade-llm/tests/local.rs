@@ -339,6 +339,46 @@ async fn an_overlong_conversation_is_cut_not_fatal() {
     );
 }
 
+/// A message that cannot fit in the context even without history fails
+/// when the stream is asked for, before anything is generated, and says
+/// so; the model then serves the next request as usual.
+#[tokio::test]
+async fn a_message_too_long_for_the_context_fails_before_generating() {
+    let _serial = MODEL_IN_USE.lock().await;
+    let Some(provider) = provider("overflow", LocalConfig::default()) else {
+        return;
+    };
+    let context = provider.info().context_length;
+    let word = "lighthousekeeper".repeat(50_000 / 16);
+    let messages = vec![
+        ChatMessage::system("You are terse."),
+        ChatMessage::user("Hi"),
+        ChatMessage::assistant("Hello."),
+        ChatMessage::user(word),
+    ];
+    match provider
+        .stream(greedy(messages, 16), CancellationToken::new())
+        .await
+    {
+        Err(LlmError::ContextOverflow { needed, limit }) => {
+            assert_eq!(limit, context - 16);
+            assert!(needed > limit, "{needed} vs {limit}");
+            let message = LlmError::ContextOverflow { needed, limit }.to_string();
+            assert!(message.contains("too long for the model"), "{message}");
+        }
+        Err(other) => panic!("expected ContextOverflow, got {other}"),
+        Ok(_) => panic!("expected ContextOverflow, got a stream"),
+    }
+    let stream = provider
+        .stream(
+            greedy(vec![ChatMessage::user("Say OK.")], 2),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("stream: {err}"));
+    assert!(collect(stream).await.done);
+}
+
 #[test]
 fn a_missing_model_without_fetching_says_what_to_do() {
     let dir = std::env::temp_dir().join(format!("palisade-no-model-{}", std::process::id()));

@@ -1,5 +1,6 @@
 //! The embedded model (SmolLM2-135M-Instruct) behind `POST /api/chat/stream/`:
-//! it answers, and cancel stops it. The model comes from the shared cache
+//! it answers, cancel stops it, and a message too long for its context gets
+//! an `e` line at once. The model comes from the shared cache
 //! (fetched once with pip); on a machine that cannot fetch it these tests
 //! print a `skipped:` line and pass. On both databases.
 
@@ -118,4 +119,60 @@ async fn cancel_stops_the_model(store: Arc<dyn Store>) {
     );
 }
 
-palisade_store::test_on_both_backends!(answers_a_question, cancel_stops_the_model);
+/// The longest message the server accepts, one "word" of 50,000 letters
+/// (the input whose tokenization used to take the inference thread for
+/// seconds), cannot fit in the model's 4096-token context: the answer is
+/// the "too long" `e` line, before any generation, and the model then
+/// answers the next question as usual.
+async fn a_message_too_long_for_the_model_is_refused(store: Arc<dyn Store>) {
+    let Some(model) = model("a_message_too_long_for_the_model_is_refused") else {
+        return;
+    };
+    let server = server(store, model).await;
+    let alice = server.user("alice").await;
+    let thread = server.thread(&alice, "long").await;
+    let word = "lighthousekeeper".repeat(50_000 / 16);
+    // A stall would hang the test; this turns it into a failure.
+    let streamed = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        server.stream(
+            &alice,
+            &json!({"input": word, "thread_uuid": hex(&thread.uuid)}),
+        ),
+    )
+    .await
+    .expect("the stream ends");
+    assert_eq!(
+        streamed.error(),
+        Some("Your message is too long for the model. Please shorten it and try again."),
+        "{:?}",
+        streamed.lines
+    );
+    assert!(streamed.final_meta().is_some(), "the question is kept");
+    let answer = server
+        .active_messages(thread.uuid)
+        .await
+        .into_iter()
+        .find(|m| m.role == Role::Assistant)
+        .expect("the (empty) answer is stored");
+    assert_eq!(answer.content, "");
+
+    // The node is not stalled: the next question is answered. (In a new
+    // thread: in this one the unanswered long message is still history,
+    // and the server merges it into the next user turn.)
+    let other = server.thread(&alice, "short").await;
+    let streamed = server
+        .stream(
+            &alice,
+            &json!({"input": "What is the capital of France?", "thread_uuid": hex(&other.uuid)}),
+        )
+        .await;
+    assert_eq!(streamed.error(), None, "{:?}", streamed.lines);
+    assert!(streamed.body.contains("Paris"), "{}", streamed.body);
+}
+
+palisade_store::test_on_both_backends!(
+    answers_a_question,
+    cancel_stops_the_model,
+    a_message_too_long_for_the_model_is_refused
+);

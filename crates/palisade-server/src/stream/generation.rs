@@ -356,10 +356,10 @@ impl Generation {
             Ending::Failed(err) => {
                 tracing::warn!(error = %err, thread = %thread_uuid, "model call failed");
                 self.metrics.llm_error(error_reason(err));
-                lines.send(if matches!(err, LlmError::Busy(_)) {
-                    Line::Busy
-                } else {
-                    Line::Interrupted
+                lines.send(match err {
+                    LlmError::Busy(_) => Line::Busy,
+                    LlmError::ContextOverflow { .. } => Line::TooLong,
+                    _ => Line::Interrupted,
                 });
             }
             Ending::Cancelled if self.generations.stopping().is_cancelled() => {
@@ -681,6 +681,7 @@ fn error_reason(err: &LlmError) -> &'static str {
         LlmError::MalformedStream(_) => "malformed",
         LlmError::Cancelled => "cancelled",
         LlmError::Busy(_) => "busy",
+        LlmError::ContextOverflow { .. } => "context_overflow",
     }
 }
 

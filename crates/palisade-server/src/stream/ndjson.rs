@@ -23,6 +23,7 @@
 //! | `Interrupted` | `{"e":"Chat processing was interrupted. Please try again later."}` |
 //! | `NotSaved` | `{"e":"The answer could not be saved. Please try again later."}` (the database stayed unreachable) |
 //! | `Busy` | `{"e":"The assistant is busy right now. Please try again in a moment."}` (the embedded model's queue is full) |
+//! | `TooLong` | `{"e":"Your message is too long for the model. Please shorten it and try again."}` (it does not fit in the model's context) |
 //! | `FinalMeta` | `{"m":{"user_message_uuid":"…","assistant_message_uuid":"…"}}` (no `user_message_uuid` in reload mode) |
 //!
 //! UUIDs are passed as the strings to send (the 32-hex form).
@@ -37,6 +38,10 @@ pub const INTERRUPTED_MESSAGE: &str = "Chat processing was interrupted. Please t
 /// The text of the `e` line sent when the model is too busy to start (the
 /// embedded model's queue is full): a retry soon can succeed.
 pub const BUSY_MESSAGE: &str = "The assistant is busy right now. Please try again in a moment.";
+/// The `e` line when the message does not fit in the model's context window
+/// even without history: retrying it as it is cannot succeed.
+pub const TOO_LONG_MESSAGE: &str =
+    "Your message is too long for the model. Please shorten it and try again.";
 /// The `e` line when a finished answer could not be stored.
 pub const NOT_SAVED_MESSAGE: &str = "The answer could not be saved. Please try again later.";
 
@@ -53,6 +58,9 @@ pub enum Line<'a> {
     Interrupted,
     /// The model is too busy to start: `{"e":"The assistant is busy right now. …"}`.
     Busy,
+    /// The message does not fit in the model's context:
+    /// `{"e":"Your message is too long for the model. …"}`.
+    TooLong,
     /// The answer could not be stored (the database stayed unreachable):
     /// `{"e":"The answer could not be saved. …"}`.
     NotSaved,
@@ -79,10 +87,11 @@ impl Line<'_> {
                 out.push('}');
             }
             Line::Content(block) => write_block(out, block),
-            Line::Interrupted | Line::Busy | Line::NotSaved => {
+            Line::Interrupted | Line::Busy | Line::TooLong | Line::NotSaved => {
                 out.push_str(r#"{"e":"#);
                 let text = match self {
                     Line::Busy => BUSY_MESSAGE,
+                    Line::TooLong => TOO_LONG_MESSAGE,
                     Line::NotSaved => NOT_SAVED_MESSAGE,
                     _ => INTERRUPTED_MESSAGE,
                 };
