@@ -92,18 +92,23 @@ fn is_withheld(message: &Message) -> bool {
 /// - an exchange whose question was flagged as an injection of medium
 ///   severity or more is left out whole, question and answer (the answer
 ///   alone would be a reply to nothing);
-/// - empty answers (a failed or interrupted generation) are left out;
+/// - a question whose answer is empty (the model failed, the answer was
+///   interrupted before its first word, or the question was too long for
+///   the model) is left out with it — carried into the next turn, a
+///   question too long for the model would make every later one too long;
 /// - the history starts with a user message, as chat templates expect.
 ///
-/// Consecutive messages of one role can remain (a question whose answer was
-/// left out); [`answer_request`] merges them into one turn.
+/// Consecutive messages of one role can remain (questions with no answer
+/// row, as the reference keeps them); [`answer_request`] merges them into
+/// one turn.
 pub fn history(thread_messages: &[Message], limit: i64) -> Vec<&Message> {
     let Ok(limit) = usize::try_from(limit) else {
         return Vec::new();
     };
-    let mut usable = Vec::with_capacity(thread_messages.len());
+    let mut usable: Vec<&Message> = Vec::with_capacity(thread_messages.len());
     let mut withheld_exchange = false;
     for message in thread_messages {
+        let unanswered = usable.last().is_some_and(|last| last.role == Role::User);
         match message.role {
             Role::User => {
                 withheld_exchange = is_withheld(message);
@@ -111,11 +116,13 @@ pub fn history(thread_messages: &[Message], limit: i64) -> Vec<&Message> {
                     usable.push(message);
                 }
             }
-            Role::Assistant => {
-                if !withheld_exchange && !message.content.trim().is_empty() {
-                    usable.push(message);
+            Role::Assistant if withheld_exchange => {}
+            Role::Assistant if message.content.trim().is_empty() => {
+                if unanswered {
+                    usable.pop();
                 }
             }
+            Role::Assistant => usable.push(message),
         }
     }
     let mut kept = &usable[usable.len().saturating_sub(limit)..];
@@ -323,14 +330,10 @@ mod tests {
             message(Role::User, 5, "q3", none()),
             message(Role::Assistant, 6, "a3", none()),
         ];
-        assert_eq!(
-            contents(&history(&messages, 20)),
-            ["q1", "a1", "q2", "q3", "a3"]
-        );
-        // The newest 4 would start with an answer: it is dropped.
-        assert_eq!(contents(&history(&messages, 4)), ["q2", "q3", "a3"]);
-        // Roles alternate in the request: the unanswered question is merged
-        // with the next one.
+        // The unanswered question goes with its empty answer.
+        assert_eq!(contents(&history(&messages, 20)), ["q1", "a1", "q3", "a3"]);
+        // The newest 3 would start with an answer: it is dropped.
+        assert_eq!(contents(&history(&messages, 3)), ["q3", "a3"]);
         let request = answer_request("sys", &history(&messages, 20), "q4");
         let turns: Vec<(ChatRole, &str)> = request
             .messages
@@ -343,7 +346,7 @@ mod tests {
                 (ChatRole::System, "sys"),
                 (ChatRole::User, "q1"),
                 (ChatRole::Assistant, "a1"),
-                (ChatRole::User, "q2\n\nq3"),
+                (ChatRole::User, "q3"),
                 (ChatRole::Assistant, "a3"),
                 (ChatRole::User, "q4"),
             ]

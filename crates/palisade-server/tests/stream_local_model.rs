@@ -157,14 +157,13 @@ async fn a_message_too_long_for_the_model_is_refused(store: Arc<dyn Store>) {
         .expect("the (empty) answer is stored");
     assert_eq!(answer.content, "");
 
-    // The node is not stalled: the next question is answered. (In a new
-    // thread: in this one the unanswered long message is still history,
-    // and the server merges it into the next user turn.)
-    let other = server.thread(&alice, "short").await;
+    // The node is not stalled, and neither is the thread: the unanswered
+    // long message is left out of the history, so the next question in the
+    // same thread is answered.
     let streamed = server
         .stream(
             &alice,
-            &json!({"input": "What is the capital of France?", "thread_uuid": hex(&other.uuid)}),
+            &json!({"input": "What is the capital of France?", "thread_uuid": hex(&thread.uuid)}),
         )
         .await;
     assert_eq!(streamed.error(), None, "{:?}", streamed.lines);

@@ -495,8 +495,8 @@ async fn replaced_messages_are_not_in_the_prompt(store: Arc<dyn Store>) {
         ["system:sys", "user:q1", "assistant:a1", "user:q2 edited"]
     );
 
-    // A failed answer is stored empty; the next prompt has no empty
-    // assistant turn and its roles still alternate.
+    // A failed answer is stored empty; the next prompt leaves out the
+    // unanswered question with it, and its roles still alternate.
     chat.llm.push(FakeResponse::Status {
         status: 500,
         body: "{}".into(),
@@ -515,7 +515,7 @@ async fn replaced_messages_are_not_in_the_prompt(store: Arc<dyn Store>) {
             "assistant:a1",
             "user:q2 edited",
             "assistant:a2 edited",
-            "user:q3\n\nq4"
+            "user:q4"
         ]
     );
 }
