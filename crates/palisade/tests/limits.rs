@@ -46,17 +46,8 @@ fn closed_within(socket: &mut TcpStream, within: Duration) -> bool {
 /// connection left idle; meanwhile other clients are answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_idle_connections_are_closed() {
-    let dir = tempfile_dir("slow-headers");
-    let url = format!("sqlite://{}", dir.join("palisade.db").display());
-    let port = free_port();
-    let (_server, _) = serve(
-        &url,
-        port,
-        &[
-            ("PALISADE_CHAT_ENABLED", "false"),
-            ("PALISADE_HEADER_READ_TIMEOUT", "2s"),
-        ],
-    );
+    let (_server, port) =
+        serve_on_sqlite("slow-headers", &[("PALISADE_HEADER_READ_TIMEOUT", "2s")]);
 
     let mut trickle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let started = Instant::now();
@@ -99,14 +90,9 @@ async fn slow_and_idle_connections_are_closed() {
 /// client waits until one closes, then is answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn open_connections_are_capped() {
-    let dir = tempfile_dir("connection-cap");
-    let url = format!("sqlite://{}", dir.join("palisade.db").display());
-    let port = free_port();
-    let (_server, _) = serve(
-        &url,
-        port,
+    let (_server, port) = serve_on_sqlite(
+        "connection-cap",
         &[
-            ("PALISADE_CHAT_ENABLED", "false"),
             ("PALISADE_MAX_CONNECTIONS", "2"),
             ("PALISADE_HEADER_READ_TIMEOUT", "60s"),
         ],
@@ -130,8 +116,8 @@ async fn open_connections_are_capped() {
 /// another.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_port_fails_at_once() {
-    let dir = tempfile_dir("busy-port");
-    let url = format!("sqlite://{}", dir.join("palisade.db").display());
+    let dir = TempDir::new("busy-port");
+    let url = format!("sqlite://{}", dir.0.join("palisade.db").display());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("address").port();
     let started = Instant::now();
@@ -308,12 +294,35 @@ async fn postgres_slow_readers_cost_bounded_memory() {
     .await;
 }
 
-fn tempfile_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "palisade-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A folder of the test's own, removed when the test ends however it ends.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `serve` without a model on a fresh SQLite database: the server (stopped
+/// and its folder removed on drop) and its port.
+fn serve_on_sqlite(name: &str, env: &[(&str, &str)]) -> ((common::Server, TempDir), u16) {
+    let dir = TempDir::new(name);
+    let url = format!("sqlite://{}", dir.0.join("palisade.db").display());
+    let port = free_port();
+    let mut env = env.to_vec();
+    env.push(("PALISADE_CHAT_ENABLED", "false"));
+    let (server, _) = serve(&url, port, &env);
+    ((server, dir), port)
 }
