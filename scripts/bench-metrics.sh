@@ -31,9 +31,12 @@ cp "$target/release/palisade" "$work/with-metrics"
 # The same tree without the metrics layer.
 git worktree add --detach "$work/without" HEAD >&2
 git diff HEAD | (cd "$work/without" && git apply --allow-empty) >&2
-layer='        .layer(axum::middleware::from_fn_with_state(state, metrics::track))'
+# Both lines of it: where it is made and where it is applied.
+layer='        .layer(metrics_layer)'
+made='    let metrics_layer = '
 grep -qF "$layer" "$work/without/crates/palisade-server/src/lib.rs"
-grep -vF "$layer" "$work/without/crates/palisade-server/src/lib.rs" >"$work/lib.rs"
+grep -qF "$made" "$work/without/crates/palisade-server/src/lib.rs"
+grep -vF -e "$layer" -e "$made" "$work/without/crates/palisade-server/src/lib.rs" >"$work/lib.rs"
 cp "$work/lib.rs" "$work/without/crates/palisade-server/src/lib.rs"
 (cd "$work/without" && cargo build --release -p palisade --bin palisade >&2)
 cp "$target/release/palisade" "$work/without-metrics"

@@ -84,14 +84,17 @@ pub fn app(state: AppState) -> Router {
     use axum::http::HeaderName;
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let request_id = HeaderName::from_static(REQUEST_ID);
+    // Only the metrics, not the whole state: the middleware's state is
+    // cloned for every request.
+    let metrics_layer = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
     // Outermost last: the id is set before the trace span opens, and copied
     // onto the response on the way out.
-    routes::router(state.clone())
+    routes::router(state)
         .layer(axum::extract::DefaultBodyLimit::max(
             params::BODY_READ_LIMIT,
         ))
         .layer(axum::middleware::from_fn(head_limits::check))
-        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
+        .layer(metrics_layer)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {

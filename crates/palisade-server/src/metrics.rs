@@ -246,7 +246,11 @@ impl Metrics {
 
 /// Counts and times every request by its route template. Runs inside the
 /// router (`Router::layer`), where the matched route is known.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -255,7 +259,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let metrics = &state.metrics;
     metrics
         .http_duration
         .get_or_create(&RouteLabels {
