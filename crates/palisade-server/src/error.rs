@@ -67,7 +67,8 @@ impl ApiError {
     }
 }
 
-fn detail(status: StatusCode, text: &str) -> Response {
+/// A DRF-style `{"detail": …}` answer.
+pub(crate) fn detail(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "detail": text }))).into_response()
 }
 

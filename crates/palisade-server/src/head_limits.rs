@@ -4,12 +4,10 @@
 //! headers, `MAX_HEADERS`) stay above these, so a client almost always gets
 //! a JSON answer instead of hyper's empty one.
 
-use axum::Json;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::response::Response;
 
 /// The longest request target (path and query) the API reads.
 pub const MAX_TARGET: usize = 8 * 1024;
@@ -44,7 +42,7 @@ pub async fn check(request: Request, next: Next) -> Response {
 }
 
 fn refuse(status: StatusCode, text: &str) -> Response {
-    let mut response = (status, Json(json!({ "detail": text }))).into_response();
+    let mut response = crate::error::detail(status, text);
     // The client may have sent more than it should; start afresh.
     response.headers_mut().insert(
         axum::http::header::CONNECTION,
